@@ -1,0 +1,456 @@
+//! FTP commands: parsing a control line into a [`Command`] and printing it back.
+//!
+//! Covers RFC 959 (the base protocol), RFC 2389 (FEAT, OPTS), RFC 2428 (EPRT, EPSV), RFC 3659
+//! (SIZE, MDTM, MLST, MLSD, REST STREAM) and the X-prefixed aliases of RFC 775 (XPWD, XCWD, ...).
+//! Verbs are case-insensitive; the argument is everything after the first space, kept verbatim
+//! because file names may contain and even start with spaces. A line that is not UTF-8 is a
+//! syntax error: Ferry advertises UTF8 (RFC 2640) and stores names as UTF-8.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::addr;
+
+/// A password, kept out of `Debug` output so it can never reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// Representation type (RFC 959 §3.1.1). Only ASCII non-print and image are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Ascii,
+    Image,
+}
+
+/// The argument of EPSV (RFC 2428 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpsvArg {
+    /// `EPSV` alone: any protocol.
+    Any,
+    /// `EPSV 1` / `EPSV 2`: IPv4 or IPv6.
+    Protocol(u8),
+    /// `EPSV ALL`: from now on only EPSV may set up data connections.
+    All,
+}
+
+/// One parsed FTP command. Aliases (XPWD, XCWD, ...) parse to the same variant as the RFC 959 verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    User(String),
+    Pass(Secret),
+    Acct(String),
+    Quit,
+    Noop,
+    Syst,
+    Feat,
+    Opts(String),
+    Help(Option<String>),
+    Stat(Option<String>),
+    Pwd,
+    Cwd(String),
+    Cdup,
+    Mkd(String),
+    Rmd(String),
+    Dele(String),
+    Rnfr(String),
+    Rnto(String),
+    Size(String),
+    Mdtm(String),
+    Type(DataType),
+    Mode,
+    Stru,
+    Pasv,
+    Epsv(EpsvArg),
+    Port(SocketAddr),
+    Eprt(SocketAddr),
+    List(Option<String>),
+    Nlst(Option<String>),
+    Mlsd(Option<String>),
+    Mlst(Option<String>),
+    Retr(String),
+    Stor(String),
+    Appe(String),
+    Stou(Option<String>),
+    Rest(u64),
+    Abor,
+    Allo(String),
+    Site(String),
+}
+
+/// Why a line is not a command we can run; each maps to one reply code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Verb not implemented (502).
+    Unknown(String),
+    /// Malformed argument or missing one (501).
+    Syntax(String),
+    /// Well formed but a parameter we do not implement (504), e.g. `TYPE E`, `MODE B`.
+    Unsupported(String),
+    /// EPRT/EPSV with a network protocol we do not serve (522).
+    Protocol,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Unknown(verb) => write!(f, "command {verb} not implemented"),
+            ParseError::Syntax(msg) => write!(f, "syntax error: {msg}"),
+            ParseError::Unsupported(msg) => write!(f, "{msg}"),
+            ParseError::Protocol => f.write_str("network protocol not supported, use (1,2)"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The longest verb we accept; longer ones are answered as unknown without being copied whole.
+const MAX_VERB: usize = 8;
+
+impl Command {
+    /// Parses one control line (line end already removed).
+    pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+        let (verb, arg) = match line.iter().position(|&b| b == b' ') {
+            Some(i) => (&line[..i], Some(&line[i + 1..])),
+            None => (line, None),
+        };
+        if verb.is_empty() {
+            return Err(ParseError::Syntax("empty command".into()));
+        }
+        if verb.len() > MAX_VERB || !verb.iter().all(u8::is_ascii_alphabetic) {
+            let shown = String::from_utf8_lossy(&verb[..verb.len().min(MAX_VERB)]).to_uppercase();
+            return Err(ParseError::Unknown(shown));
+        }
+        let verb = String::from_utf8_lossy(verb).to_ascii_uppercase();
+        let arg = match arg {
+            Some(a) => Some(
+                std::str::from_utf8(a)
+                    .map_err(|_| ParseError::Syntax("argument is not valid UTF-8".into()))?,
+            ),
+            None => None,
+        };
+        // An empty argument ("CWD ") counts as none.
+        let arg = arg.filter(|a| !a.is_empty());
+        let need = |arg: Option<&str>| -> Result<String, ParseError> {
+            arg.map(str::to_owned)
+                .ok_or_else(|| ParseError::Syntax(format!("{verb} needs an argument")))
+        };
+        let none = |arg: Option<&str>, cmd: Command| -> Result<Command, ParseError> {
+            match arg {
+                None => Ok(cmd),
+                Some(_) => Err(ParseError::Syntax(format!("{verb} takes no argument"))),
+            }
+        };
+        let opt = |arg: Option<&str>| arg.map(str::to_owned);
+        Ok(match verb.as_str() {
+            "USER" => Command::User(need(arg)?),
+            "PASS" => Command::Pass(Secret(arg.unwrap_or("").to_owned())),
+            "ACCT" => Command::Acct(need(arg)?),
+            "QUIT" => Command::Quit,
+            "NOOP" => Command::Noop,
+            "SYST" => none(arg, Command::Syst)?,
+            "FEAT" => none(arg, Command::Feat)?,
+            "OPTS" => Command::Opts(need(arg)?),
+            "HELP" => Command::Help(opt(arg)),
+            "STAT" => Command::Stat(opt(arg)),
+            "PWD" | "XPWD" => none(arg, Command::Pwd)?,
+            "CWD" | "XCWD" => Command::Cwd(need(arg)?),
+            "CDUP" | "XCUP" => none(arg, Command::Cdup)?,
+            "MKD" | "XMKD" => Command::Mkd(need(arg)?),
+            "RMD" | "XRMD" => Command::Rmd(need(arg)?),
+            "DELE" => Command::Dele(need(arg)?),
+            "RNFR" => Command::Rnfr(need(arg)?),
+            "RNTO" => Command::Rnto(need(arg)?),
+            "SIZE" => Command::Size(need(arg)?),
+            "MDTM" => Command::Mdtm(need(arg)?),
+            "TYPE" => Command::Type(parse_type(&need(arg)?)?),
+            "MODE" => match need(arg)?.to_ascii_uppercase().as_str() {
+                "S" => Command::Mode,
+                "B" | "C" | "Z" => {
+                    return Err(ParseError::Unsupported("only MODE S is supported".into()))
+                }
+                _ => return Err(ParseError::Syntax("unknown MODE".into())),
+            },
+            "STRU" => match need(arg)?.to_ascii_uppercase().as_str() {
+                "F" => Command::Stru,
+                "R" | "P" => {
+                    return Err(ParseError::Unsupported("only STRU F is supported".into()))
+                }
+                _ => return Err(ParseError::Syntax("unknown STRU".into())),
+            },
+            "PASV" => none(arg, Command::Pasv)?,
+            "EPSV" => Command::Epsv(match arg.map(str::to_ascii_uppercase).as_deref() {
+                None => EpsvArg::Any,
+                Some("ALL") => EpsvArg::All,
+                Some("1") => EpsvArg::Protocol(1),
+                Some("2") => EpsvArg::Protocol(2),
+                Some(p) if p.parse::<u32>().is_ok() => return Err(ParseError::Protocol),
+                Some(_) => return Err(ParseError::Syntax("EPSV takes 1, 2 or ALL".into())),
+            }),
+            "PORT" => Command::Port(
+                addr::parse_port(&need(arg)?)
+                    .ok_or_else(|| ParseError::Syntax("PORT needs h1,h2,h3,h4,p1,p2".into()))?,
+            ),
+            "EPRT" => Command::Eprt(addr::parse_eprt(&need(arg)?)?),
+            "LIST" => Command::List(opt(arg)),
+            "NLST" => Command::Nlst(opt(arg)),
+            "MLSD" => Command::Mlsd(opt(arg)),
+            "MLST" => Command::Mlst(opt(arg)),
+            "RETR" => Command::Retr(need(arg)?),
+            "STOR" => Command::Stor(need(arg)?),
+            "APPE" => Command::Appe(need(arg)?),
+            "STOU" => Command::Stou(opt(arg)),
+            "REST" => Command::Rest(
+                need(arg)?
+                    .parse()
+                    .map_err(|_| ParseError::Syntax("REST needs a byte offset".into()))?,
+            ),
+            "ABOR" => Command::Abor,
+            "ALLO" => Command::Allo(need(arg)?),
+            "SITE" => Command::Site(need(arg)?),
+            _ => return Err(ParseError::Unknown(verb)),
+        })
+    }
+
+    /// The verb as sent on the wire (aliases print as their RFC 959 form).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::User(_) => "USER",
+            Command::Pass(_) => "PASS",
+            Command::Acct(_) => "ACCT",
+            Command::Quit => "QUIT",
+            Command::Noop => "NOOP",
+            Command::Syst => "SYST",
+            Command::Feat => "FEAT",
+            Command::Opts(_) => "OPTS",
+            Command::Help(_) => "HELP",
+            Command::Stat(_) => "STAT",
+            Command::Pwd => "PWD",
+            Command::Cwd(_) => "CWD",
+            Command::Cdup => "CDUP",
+            Command::Mkd(_) => "MKD",
+            Command::Rmd(_) => "RMD",
+            Command::Dele(_) => "DELE",
+            Command::Rnfr(_) => "RNFR",
+            Command::Rnto(_) => "RNTO",
+            Command::Size(_) => "SIZE",
+            Command::Mdtm(_) => "MDTM",
+            Command::Type(_) => "TYPE",
+            Command::Mode => "MODE",
+            Command::Stru => "STRU",
+            Command::Pasv => "PASV",
+            Command::Epsv(_) => "EPSV",
+            Command::Port(_) => "PORT",
+            Command::Eprt(_) => "EPRT",
+            Command::List(_) => "LIST",
+            Command::Nlst(_) => "NLST",
+            Command::Mlsd(_) => "MLSD",
+            Command::Mlst(_) => "MLST",
+            Command::Retr(_) => "RETR",
+            Command::Stor(_) => "STOR",
+            Command::Appe(_) => "APPE",
+            Command::Stou(_) => "STOU",
+            Command::Rest(_) => "REST",
+            Command::Abor => "ABOR",
+            Command::Allo(_) => "ALLO",
+            Command::Site(_) => "SITE",
+        }
+    }
+}
+
+fn parse_type(arg: &str) -> Result<DataType, ParseError> {
+    let mut parts = arg.split(' ').filter(|p| !p.is_empty());
+    let code = parts.next().unwrap_or("").to_ascii_uppercase();
+    let param = parts.next().map(str::to_ascii_uppercase);
+    match (code.as_str(), param.as_deref()) {
+        ("A", None | Some("N")) => Ok(DataType::Ascii),
+        ("I", None) | ("L", Some("8")) => Ok(DataType::Image),
+        ("A", Some("T" | "C")) | ("E", _) | ("L", Some(_)) => Err(ParseError::Unsupported(
+            "only TYPE A, I and L 8 are supported".into(),
+        )),
+        _ => Err(ParseError::Syntax("unknown TYPE".into())),
+    }
+}
+
+impl fmt::Display for Command {
+    /// The wire form, so that `Command::parse(cmd.to_string().as_bytes()) == Ok(cmd)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.verb();
+        match self {
+            Command::User(a)
+            | Command::Acct(a)
+            | Command::Opts(a)
+            | Command::Cwd(a)
+            | Command::Mkd(a)
+            | Command::Rmd(a)
+            | Command::Dele(a)
+            | Command::Rnfr(a)
+            | Command::Rnto(a)
+            | Command::Size(a)
+            | Command::Mdtm(a)
+            | Command::Retr(a)
+            | Command::Stor(a)
+            | Command::Appe(a)
+            | Command::Allo(a)
+            | Command::Site(a) => write!(f, "{verb} {a}"),
+            Command::Pass(Secret(p)) => write!(f, "{verb} {p}"),
+            Command::Help(a)
+            | Command::Stat(a)
+            | Command::List(a)
+            | Command::Nlst(a)
+            | Command::Mlsd(a)
+            | Command::Mlst(a)
+            | Command::Stou(a) => match a {
+                Some(a) => write!(f, "{verb} {a}"),
+                None => f.write_str(verb),
+            },
+            Command::Type(DataType::Ascii) => f.write_str("TYPE A"),
+            Command::Type(DataType::Image) => f.write_str("TYPE I"),
+            Command::Mode => f.write_str("MODE S"),
+            Command::Stru => f.write_str("STRU F"),
+            Command::Epsv(EpsvArg::Any) => f.write_str("EPSV"),
+            Command::Epsv(EpsvArg::All) => f.write_str("EPSV ALL"),
+            Command::Epsv(EpsvArg::Protocol(p)) => write!(f, "EPSV {p}"),
+            Command::Port(a) => write!(f, "PORT {}", addr::format_port(a).unwrap_or_default()),
+            Command::Eprt(a) => write!(f, "EPRT {}", addr::format_eprt(a)),
+            Command::Rest(n) => write!(f, "REST {n}"),
+            Command::Quit
+            | Command::Noop
+            | Command::Syst
+            | Command::Feat
+            | Command::Pwd
+            | Command::Cdup
+            | Command::Pasv
+            | Command::Abor => f.write_str(verb),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Command, ParseError> {
+        Command::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive_and_aliases_fold() {
+        assert_eq!(parse("pwd"), Ok(Command::Pwd));
+        assert_eq!(parse("XPWD"), Ok(Command::Pwd));
+        assert_eq!(parse("xcwd dir"), Ok(Command::Cwd("dir".into())));
+        assert_eq!(parse("XCUP"), Ok(Command::Cdup));
+        assert_eq!(parse("XMKD a"), Ok(Command::Mkd("a".into())));
+        assert_eq!(parse("XRMD a"), Ok(Command::Rmd("a".into())));
+    }
+
+    #[test]
+    fn arguments_are_kept_verbatim() {
+        assert_eq!(
+            parse("STOR  lead space.txt"),
+            Ok(Command::Stor(" lead space.txt".into()))
+        );
+        assert_eq!(
+            parse("RETR 数据/🚀.txt"),
+            Ok(Command::Retr("数据/🚀.txt".into()))
+        );
+    }
+
+    #[test]
+    fn errors_map_to_their_kind() {
+        assert_eq!(parse("FOO"), Err(ParseError::Unknown("FOO".into())));
+        assert!(matches!(
+            parse("AVERYLONGVERB"),
+            Err(ParseError::Unknown(_))
+        ));
+        assert!(matches!(parse("CWD"), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse("CWD "), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse("REST abc"), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse("TYPE E"), Err(ParseError::Unsupported(_))));
+        assert!(matches!(parse("TYPE Q"), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse("MODE B"), Err(ParseError::Unsupported(_))));
+        assert!(matches!(parse("STRU R"), Err(ParseError::Unsupported(_))));
+        assert_eq!(parse("EPSV 3"), Err(ParseError::Protocol));
+        assert!(matches!(parse(""), Err(ParseError::Syntax(_))));
+        assert!(matches!(
+            Command::parse(b"RETR \xff\xfe"),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(parse("SYST x"), Err(ParseError::Syntax(_))));
+    }
+
+    #[test]
+    fn type_forms() {
+        assert_eq!(parse("TYPE A"), Ok(Command::Type(DataType::Ascii)));
+        assert_eq!(parse("TYPE a n"), Ok(Command::Type(DataType::Ascii)));
+        assert_eq!(parse("TYPE I"), Ok(Command::Type(DataType::Image)));
+        assert_eq!(parse("TYPE L 8"), Ok(Command::Type(DataType::Image)));
+    }
+
+    #[test]
+    fn password_never_shows_in_debug() {
+        let cmd = parse("PASS hunter2").expect("parses");
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+        assert_eq!(cmd, Command::Pass(Secret("hunter2".into())));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for line in [
+            "USER alice",
+            "PASS x y",
+            "QUIT",
+            "NOOP",
+            "SYST",
+            "FEAT",
+            "OPTS UTF8 ON",
+            "HELP",
+            "HELP SITE",
+            "STAT",
+            "STAT /a",
+            "PWD",
+            "CWD a b",
+            "CDUP",
+            "MKD d",
+            "RMD d",
+            "DELE f",
+            "RNFR a",
+            "RNTO b",
+            "SIZE f",
+            "MDTM f",
+            "TYPE A",
+            "TYPE I",
+            "MODE S",
+            "STRU F",
+            "PASV",
+            "EPSV",
+            "EPSV ALL",
+            "EPSV 2",
+            "PORT 127,0,0,1,4,1",
+            "EPRT |2|::1|6275|",
+            "EPRT |1|10.0.0.1|21|",
+            "LIST",
+            "LIST -la",
+            "NLST x",
+            "MLSD",
+            "MLST f",
+            "RETR f",
+            "STOR f",
+            "APPE f",
+            "STOU",
+            "REST 100",
+            "ABOR",
+            "ALLO 1000",
+            "SITE HELP",
+        ] {
+            let cmd = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(cmd.to_string(), line, "display of {cmd:?}");
+            assert_eq!(parse(&cmd.to_string()), Ok(cmd));
+        }
+    }
+}

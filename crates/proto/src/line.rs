@@ -1,0 +1,164 @@
+//! Control-connection framing: bytes in, complete command lines out.
+//!
+//! RFC 959 §4.1 ends every command with CRLF; many clients send a bare LF, so both end a line.
+//! A line over the configured limit is an error the server answers (500) before closing, so a
+//! client cannot grow a session's memory without bound. Telnet IAC sequences (RFC 854), which
+//! clients send in front of ABOR as the "Synch" signal, are removed here so the command parses.
+
+/// Why the framer could not produce a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    /// The line grew past the limit without an end-of-line.
+    TooLong,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::TooLong => f.write_str("command line too long"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Buffers control-connection bytes and splits them into lines.
+///
+/// Feed it with [`LineFramer::read_buf`] / [`LineFramer::filled`], then take lines with
+/// [`LineFramer::next_line`] until it returns `Ok(None)`: the remaining bytes are an incomplete
+/// line. Pipelined commands that arrived in one read come out one by one, in order.
+#[derive(Debug)]
+pub struct LineFramer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already scanned for a line end, so each byte is searched once.
+    scanned: usize,
+    max_line: usize,
+}
+
+impl LineFramer {
+    /// A framer that accepts lines of at most `max_line` bytes (line end excluded).
+    pub fn new(max_line: usize) -> Self {
+        LineFramer {
+            buf: Vec::new(),
+            scanned: 0,
+            max_line,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered but not yet returned as a line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes the next complete line, without its line end and with Telnet commands removed.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
+        match self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            Some(pos) => {
+                let end = self.scanned + pos;
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                self.scanned = 0;
+                line.pop(); // '\n'
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.len() > self.max_line {
+                    return Err(LineError::TooLong);
+                }
+                strip_telnet(&mut line);
+                Ok(Some(line))
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() > self.max_line + 1 {
+                    Err(LineError::TooLong)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// Removes Telnet IAC command sequences (IAC IP, IAC DM, ...) and unescapes IAC IAC.
+fn strip_telnet(line: &mut Vec<u8>) {
+    const IAC: u8 = 0xff;
+    if !line.contains(&IAC) {
+        return;
+    }
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] == IAC {
+            match line.get(i + 1) {
+                Some(&IAC) => out.push(IAC),
+                // WILL/WONT/DO/DONT carry an option byte.
+                Some(&(251..=254)) => i += 1,
+                _ => {}
+            }
+            i += 2;
+        } else {
+            out.push(line[i]);
+            i += 1;
+        }
+    }
+    *line = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(framer: &mut LineFramer) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(l) = framer.next_line().expect("no error") {
+            out.push(l);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_pipelined_crlf_and_lf_lines_in_order() {
+        let mut f = LineFramer::new(100);
+        f.push(b"NOOP\r\nPWD\nSYST\r\nPAR");
+        assert_eq!(
+            lines(&mut f),
+            vec![b"NOOP".to_vec(), b"PWD".to_vec(), b"SYST".to_vec()]
+        );
+        assert_eq!(f.pending(), 3);
+        f.push(b"T\r\n");
+        assert_eq!(lines(&mut f), vec![b"PART".to_vec()]);
+        assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn rejects_overlong_line_with_and_without_end() {
+        let mut f = LineFramer::new(8);
+        f.push(b"123456789");
+        assert_eq!(f.next_line(), Ok(None));
+        f.push(b"0");
+        assert_eq!(f.next_line(), Err(LineError::TooLong));
+
+        let mut f = LineFramer::new(8);
+        f.push(b"123456789\r\n");
+        assert_eq!(f.next_line(), Err(LineError::TooLong));
+
+        let mut f = LineFramer::new(8);
+        f.push(b"12345678\r\n");
+        assert_eq!(f.next_line(), Ok(Some(b"12345678".to_vec())));
+    }
+
+    #[test]
+    fn strips_telnet_synch_before_abor() {
+        let mut f = LineFramer::new(100);
+        f.push(b"\xff\xf4\xff\xf2ABOR\r\n");
+        assert_eq!(lines(&mut f), vec![b"ABOR".to_vec()]);
+        let mut f = LineFramer::new(100);
+        f.push(b"\xff\xfb\x01X\xff\xffY\n");
+        assert_eq!(lines(&mut f), vec![b"X\xffY".to_vec()]);
+    }
+}

@@ -1,0 +1,356 @@
+//! Passwords and login: user-name rules, argon2id hashing/verification, generated passwords,
+//! and the [`Authenticator`] that FTP sessions call for `USER`/`PASS`.
+//!
+//! Passwords are never logged or put into error values; only [`generate_password`] output is
+//! meant to be shown, once, by its caller.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng as HashRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::Rng;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::store::Store;
+
+/// Maximum user name length in bytes (all allowed characters are ASCII).
+pub const MAX_USERNAME_LEN: usize = 32;
+
+/// OWASP Password Storage Cheat Sheet minimum for argon2id: 19 MiB memory, 2 passes, 1 lane.
+const ARGON2_M_COST_KIB: u32 = 19_456;
+const ARGON2_T_COST: u32 = 2;
+const ARGON2_P_COST: u32 = 1;
+
+/// Characters for generated passwords: alphanumerics minus look-alikes (0/O/o, 1/l/I), so a
+/// password read off a terminal can be typed back without guessing. 55 symbols * 20 chars is
+/// about 115 bits of entropy.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+const GENERATED_PASSWORD_LEN: usize = 20;
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    /// Deliberately carries no detail: unknown user and wrong password must look the same.
+    #[error("login incorrect")]
+    Rejected,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Checks the user-name rules from docs/CONTRACT.md: 1-32 chars of `[A-Za-z0-9._-]`, not
+/// starting with `-` (looks like a CLI flag) or `.` (hidden / `..` directory names, since the
+/// default home directory is named after the user).
+pub fn validate_username(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("user name must not be empty".to_owned());
+    }
+    if name.len() > MAX_USERNAME_LEN {
+        return Err(format!(
+            "user name is too long ({} chars, max {MAX_USERNAME_LEN})",
+            name.chars().count()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "invalid character {bad:?} in user name '{}' (allowed: A-Z a-z 0-9 . _ -)",
+            name.escape_debug()
+        ));
+    }
+    if name.starts_with('-') || name.starts_with('.') {
+        return Err(format!("user name '{name}' must not start with '-' or '.'"));
+    }
+    Ok(())
+}
+
+fn hasher() -> Result<Argon2<'static>, AuthError> {
+    let params = Params::new(ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST, None)
+        .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a password into an argon2id PHC string with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut HashRng);
+    let hash = hasher()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Internal(format!("hashing password: {e}")))?;
+    Ok(hash.to_string())
+}
+
+/// Verifies a password against a PHC string. The cost parameters are taken from the hash
+/// itself, so raising the defaults later does not break existing users. Returns false for a
+/// malformed or non-argon2 hash instead of an error: the caller can only reject either way.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Generates a random password from an unambiguous alphabet using the OS RNG.
+pub fn generate_password() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..GENERATED_PASSWORD_LEN)
+        .map(|_| char::from(PASSWORD_ALPHABET[rng.gen_range(0..PASSWORD_ALPHABET.len())]))
+        .collect()
+}
+
+/// What a session needs to know about a logged-in user.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: String,
+    pub home: PathBuf,
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
+}
+
+/// Logins run the store lookup and argon2 verify on tokio's blocking pool, at most `max_parallel`
+/// at once (tokio::sync::Semaphore) so a login storm cannot starve transfers. Unknown users are
+/// verified against a dummy hash (made once at construction) so they take the same time and get
+/// the same error.
+pub struct Authenticator {
+    store: Arc<Store>,
+    permits: Arc<Semaphore>,
+    dummy_hash: Arc<str>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator. Computes one argon2 hash (the dummy), so call it once at
+    /// startup, not per connection. `max_parallel` must be at least 1.
+    pub fn new(store: Arc<Store>, max_parallel: usize) -> Result<Self, AuthError> {
+        if max_parallel == 0 {
+            return Err(AuthError::Internal(
+                "login parallelism must be at least 1".to_owned(),
+            ));
+        }
+        let dummy_hash = hash_password(&generate_password())?;
+        Ok(Authenticator {
+            store,
+            permits: Arc::new(Semaphore::new(max_parallel)),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// Checks `user`/`password`. Every failure a client can cause is [`AuthError::Rejected`];
+    /// [`AuthError::Internal`] means the server itself failed (database error, panic).
+    pub async fn login(&self, user: &str, password: &str) -> Result<Account, AuthError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Internal("authenticator shut down".to_owned()))?;
+        let store = Arc::clone(&self.store);
+        let dummy_hash = Arc::clone(&self.dummy_hash);
+        let user = user.to_owned();
+        let password = password.to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            // The permit lives inside the blocking task: if the session is dropped mid-login
+            // (client hung up), the hash still runs to completion and must stay counted.
+            let _permit = permit;
+            check_credentials(&store, &dummy_hash, &user, &password)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(AuthError::Internal(format!("login task failed: {e}"))),
+        }
+    }
+}
+
+fn check_credentials(
+    store: &Store,
+    dummy_hash: &str,
+    user: &str,
+    password: &str,
+) -> Result<Account, AuthError> {
+    // A name that cannot exist is not looked up, but still costs one verify so that it cannot be
+    // told apart from a real name by timing.
+    let record = if validate_username(user).is_ok() {
+        store
+            .get_user(user)
+            .map_err(|e| AuthError::Internal(format!("looking up user: {e}")))?
+    } else {
+        None
+    };
+    match record {
+        Some(rec) => {
+            if verify_password(password, &rec.password_hash) {
+                Ok(Account {
+                    name: rec.name,
+                    home: rec.home,
+                    quota_bytes: rec.quota_bytes,
+                    quota_files: rec.quota_files,
+                })
+            } else {
+                if PasswordHash::new(&rec.password_hash).is_err() {
+                    // Operator-visible hint; the client still just sees "login incorrect".
+                    tracing::warn!(user = %rec.name, "stored password hash is malformed");
+                }
+                Err(AuthError::Rejected)
+            }
+        }
+        None => {
+            let _ = verify_password(password, dummy_hash);
+            Err(AuthError::Rejected)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewUser;
+
+    #[test]
+    fn username_rules() {
+        for good in [
+            "alice",
+            "a",
+            "Bob_2",
+            "x.y-z",
+            "a-",
+            "9lives",
+            "a".repeat(32).as_str(),
+        ] {
+            assert!(validate_username(good).is_ok(), "{good:?} should be valid");
+        }
+        for bad in [
+            "",
+            "a".repeat(33).as_str(),
+            "-alice",
+            ".alice",
+            ".",
+            "..",
+            "al ice",
+            "al/ice",
+            "al\\ice",
+            "al\0ice",
+            "élise",
+            "alice\n",
+            "a:b",
+        ] {
+            assert!(validate_username(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn username_errors_are_specific() {
+        let e = validate_username("bad name").expect_err("space is invalid");
+        assert!(e.contains("' '"), "{e}");
+        let e = validate_username(&"a".repeat(40)).expect_err("too long");
+        assert!(e.contains("40") && e.contains("32"), "{e}");
+    }
+
+    #[test]
+    fn hash_verify_round_trip() {
+        let phc = hash_password("correct horse").expect("hash");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("correct horsE", &phc));
+        assert!(!verify_password("", &phc));
+        // Same password, different salt -> different hash.
+        let phc2 = hash_password("correct horse").expect("hash");
+        assert_ne!(phc, phc2);
+        assert!(verify_password("correct horse", &phc2));
+    }
+
+    #[test]
+    fn malformed_hash_is_false() {
+        assert!(!verify_password("x", ""));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(!verify_password(
+            "x",
+            "$argon2id$v=19$m=19456,t=2,p=1$garbage"
+        ));
+        assert!(!verify_password(
+            "x",
+            "$2b$12$abcdefghijklmnopqrstuuCTXrDGZhJT5oXn1xf.vO4PqMRfMT6"
+        ));
+    }
+
+    #[test]
+    fn generated_passwords() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_eq!(a.len(), GENERATED_PASSWORD_LEN);
+        assert_ne!(a, b);
+        for c in a.chars().chain(b.chars()) {
+            assert!(PASSWORD_ALPHABET.contains(&(c as u8)), "{c:?}");
+            assert!(!"0Oo1lI".contains(c), "{c:?} is ambiguous");
+        }
+    }
+
+    fn store_with_alice() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        store
+            .add_user(&NewUser {
+                name: "alice".to_owned(),
+                password_hash: hash_password("s3cret").expect("hash"),
+                home: dir.path().join("homes/alice"),
+                quota_bytes: Some(1 << 20),
+                quota_files: None,
+            })
+            .expect("add");
+        (dir, Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn login_accepts_and_rejects() {
+        let (dir, store) = store_with_alice();
+        let auth = Authenticator::new(store, 2).expect("authenticator");
+
+        let acct = auth.login("alice", "s3cret").await.expect("login ok");
+        assert_eq!(acct.name, "alice");
+        assert_eq!(acct.home, dir.path().join("homes/alice"));
+        assert_eq!(acct.quota_bytes, Some(1 << 20));
+        assert_eq!(acct.quota_files, None);
+
+        assert!(matches!(
+            auth.login("alice", "wrong").await,
+            Err(AuthError::Rejected)
+        ));
+        assert!(matches!(
+            auth.login("nobody", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+        assert!(matches!(
+            auth.login("../etc", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+        // Names are case-sensitive.
+        assert!(matches!(
+            auth.login("Alice", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+    }
+
+    #[tokio::test]
+    async fn malformed_stored_hash_rejects() {
+        let (_dir, store) = store_with_alice();
+        store
+            .set_password_hash("alice", "garbage")
+            .expect("set hash");
+        let auth = Authenticator::new(store, 1).expect("authenticator");
+        assert!(matches!(
+            auth.login("alice", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+    }
+
+    #[test]
+    fn zero_parallelism_is_an_error() {
+        let (_dir, store) = store_with_alice();
+        assert!(matches!(
+            Authenticator::new(store, 0),
+            Err(AuthError::Internal(_))
+        ));
+    }
+}

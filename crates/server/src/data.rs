@@ -1,0 +1,283 @@
+//! Data connections (RFC 959 §3.2, RFC 2428): setting them up and moving bytes over them.
+//!
+//! Passive: a listener on the control connection's local address, in the configured port range,
+//! that accepts only a peer with the control connection's IP (a third party cannot steal the
+//! transfer) and gives up after the data timeout. Active: a connection to the client, allowed
+//! only to the control peer's IP and to a port >= 1024 (no FTP bounce, RFC 2577).
+//! Plain binary downloads go out with sendfile(2): file pages go to the socket without passing
+//! through user space.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_proto::ascii::{FromNetwork, ToNetwork};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::error::{Error, Result};
+
+/// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
+#[derive(Debug)]
+pub enum DataPlan {
+    Passive(TcpListener),
+    Active(SocketAddr),
+}
+
+/// Chunk size for copies through user space (uploads, ASCII, listings).
+pub const CHUNK: usize = 256 * 1024;
+/// Largest single sendfile call; keeps one call short so cancellation stays prompt.
+const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Opens a passive listener on `ip`, in `range` if one is configured.
+pub fn open_passive(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<TcpListener> {
+    let bind = |port: u16| -> io::Result<TcpListener> {
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, port))?;
+        socket.listen(8)
+    };
+    let Some((lo, hi)) = range else {
+        return bind(0);
+    };
+    let span = u32::from(hi - lo) + 1;
+    // Start at a random port so concurrent sessions do not all race for the first one.
+    let start = rand::random::<u32>() % span;
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
+    for i in 0..span {
+        let port = lo + ((start + i) % span) as u16;
+        match bind(port) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Accepts the data connection from `peer_ip`, dropping connections from anyone else.
+pub async fn accept_from(
+    listener: &TcpListener,
+    peer_ip: IpAddr,
+    timeout: Duration,
+) -> Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
+        match accepted {
+            Err(_) => return Err(Error::NoDataConnection("Data connection timed out".into())),
+            Ok(Err(e)) => {
+                return Err(Error::NoDataConnection(format!(
+                    "Cannot accept data connection: {e}"
+                )))
+            }
+            Ok(Ok((stream, from))) => {
+                if from.ip().to_canonical() == peer_ip.to_canonical() {
+                    tune(&stream);
+                    return Ok(stream);
+                }
+                tracing::warn!(%from, "refused data connection from a foreign address");
+            }
+        }
+    }
+}
+
+/// Checks a PORT/EPRT target before anything connects to it.
+pub fn check_active_target(target: SocketAddr, control_peer: IpAddr) -> Result<()> {
+    if target.ip().to_canonical() != control_peer.to_canonical() {
+        return Err(Error::PortRefused(format!(
+            "Illegal PORT command: data connections go only to {}",
+            control_peer.to_canonical()
+        )));
+    }
+    if target.port() < 1024 {
+        return Err(Error::PortRefused(
+            "Illegal PORT command: port below 1024".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Connects to an active-mode client from the control connection's local address.
+pub async fn connect_active(
+    local_ip: IpAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream> {
+    let connect = async {
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if local_ip.is_ipv4() == target.is_ipv4() {
+            socket.bind(SocketAddr::new(local_ip, 0))?;
+        }
+        socket.connect(target).await
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Err(_) => Err(Error::NoDataConnection("Data connection timed out".into())),
+        Ok(Err(e)) => Err(Error::NoDataConnection(format!(
+            "Cannot open data connection: {e}"
+        ))),
+        Ok(Ok(stream)) => {
+            tune(&stream);
+            Ok(stream)
+        }
+    }
+}
+
+fn tune(stream: &TcpStream) {
+    // Bulk transfers: let the kernel coalesce; a missed setting only costs speed.
+    let _ = stream.set_nodelay(false);
+}
+
+/// Sends a file from `offset` to the end with sendfile(2). Returns the bytes sent.
+pub async fn send_file_zero_copy(
+    stream: &mut TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    sent: &AtomicU64,
+) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut off =
+        i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let end = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut total = 0u64;
+    while off < end {
+        let want = usize::try_from(end - off)
+            .unwrap_or(SENDFILE_CHUNK)
+            .min(SENDFILE_CHUNK);
+        stream.writable().await?;
+        let res = stream.try_io(Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile(stream.as_fd(), file.as_fd(), Some(&mut off), want)
+                .map_err(io::Error::from)
+        });
+        match res {
+            // The file shrank under us: send what there was.
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// Sends a file through user space, converting line ends when `ascii` (TYPE A).
+pub async fn send_file_copy(
+    stream: &mut TcpStream,
+    file: std::fs::File,
+    offset: u64,
+    ascii: bool,
+    sent: &AtomicU64,
+) -> io::Result<u64> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::from_std(file);
+    if offset > 0 {
+        file.seek(io::SeekFrom::Start(offset)).await?;
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut conv = ToNetwork::default();
+    let mut converted = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let out: &[u8] = if ascii {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted
+        } else {
+            &buf[..n]
+        };
+        stream.write_all(out).await?;
+        total += out.len() as u64;
+        sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+    stream.flush().await?;
+    Ok(total)
+}
+
+/// Receives an upload into `file` until the client closes the data connection.
+pub async fn receive_file(
+    stream: &mut TcpStream,
+    file: std::fs::File,
+    ascii: bool,
+    received: &AtomicU64,
+) -> io::Result<u64> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; CHUNK];
+    let mut conv = FromNetwork::default();
+    let mut converted = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        received.fetch_add(n as u64, Ordering::Relaxed);
+        if ascii {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            file.write_all(&converted).await?;
+        } else {
+            file.write_all(&buf[..n]).await?;
+        }
+    }
+    if ascii {
+        converted.clear();
+        conv.finish(&mut converted);
+        file.write_all(&converted).await?;
+    }
+    file.flush().await?;
+    Ok(total)
+}
+
+/// Sends an in-memory listing and closes the connection.
+pub async fn send_bytes(stream: &mut TcpStream, bytes: &[u8], sent: &AtomicU64) -> io::Result<u64> {
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounce_targets_are_refused() {
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(check_active_target("127.0.0.1:40000".parse().expect("a"), peer).is_ok());
+        assert!(check_active_target("127.0.0.2:40000".parse().expect("a"), peer).is_err());
+        assert!(check_active_target("127.0.0.1:25".parse().expect("a"), peer).is_err());
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        assert!(check_active_target("127.0.0.1:40000".parse().expect("a"), mapped).is_ok());
+    }
+
+    #[tokio::test]
+    async fn passive_ports_stay_in_range() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        // A port the kernel just handed out and released, so the test needs no fixed port.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let a = open_passive(ip, Some((port, port))).expect("first");
+        assert_eq!(a.local_addr().expect("a").port(), port);
+        assert!(
+            open_passive(ip, Some((port, port))).is_err(),
+            "range of one port is now full"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! ferry-server: the `ferryd` FTP server.
+//!
+//! Start at [`server::Server::serve`] (accept loop, limits, shutdown), then
+//! [`session::Session`] (one task per control connection, the command dispatch). Every failure a
+//! client can see becomes a reply in exactly one place, [`error::Error::reply`]. The home jail is
+//! [`vfs::Vfs`]; data connections are [`data`].
+
+pub mod auth;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod size;
+pub mod store;
+pub mod users_cli;
+pub mod vfs;

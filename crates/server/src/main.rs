@@ -1,0 +1,137 @@
+//! `ferryd`: run the FTP server, or manage its users.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferry_server::auth::Authenticator;
+use ferry_server::config::{Config, ConfigFile, DEFAULT_DATA_DIR};
+use ferry_server::server::Server;
+use ferry_server::store::Store;
+use ferry_server::users_cli::{self, UserCommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "ferryd", version, about = "Ferry: a multi-user FTP server")]
+struct Cli {
+    /// Directory for the user database and default homes [default: ./ferry-data]
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Configuration file [default: ./ferry.toml if present]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server
+    Serve {
+        /// Address to listen on [default: 0.0.0.0:2121]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Serve { listen } => serve(cli.config, cli.data_dir, listen),
+        Cmd::User(cmd) => ConfigFile::load(cli.config.as_deref()).and_then(|file| {
+            let data_dir = cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            users_cli::run(cmd, &data_dir)
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ferryd: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    config_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> Result<(), String> {
+    let file = ConfigFile::load(config_path.as_deref())?;
+    let config = Config::resolve(file, listen, data_dir)?;
+    init_logging(&config.log);
+    raise_fd_limit();
+    let store = std::sync::Arc::new(Store::open(&config.data_dir).map_err(|e| e.to_string())?);
+    if let Some((name, password, home)) = users_cli::ensure_first_user(&store, &config.data_dir)? {
+        println!(
+            "created first user: name={name} password={password} home={}",
+            home.display()
+        );
+    }
+    let auth = Authenticator::new(store, config.max_parallel_logins).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // The one line scripts and tests wait for; stdout so it is not mixed with logs.
+        println!("ferryd listening on {addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        Server::new(config, auth, shutdown).serve(listener).await;
+        Ok::<(), String>(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    token.cancel();
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// Each session holds a socket; allow as many as the hard limit permits.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+            tracing::info!(from = soft, to = hard, "raised open-file limit");
+        }
+    }
+}

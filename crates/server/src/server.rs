@@ -1,0 +1,154 @@
+//! The accept loop: limits, one task per session, graceful shutdown.
+//!
+//! [`Server::serve`] takes an already-bound listener (tests bind port 0) and a cancellation
+//! token. On cancellation it stops accepting at once; sessions that are idle answer 421 and
+//! close, sessions with a running transfer finish it first, and after the grace period whatever
+//! is left is dropped.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferry_proto::Reply;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::session::Session;
+
+/// What every session shares, read-only.
+pub struct Shared {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub shutdown: CancellationToken,
+}
+
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+/// Counts sessions per client IP; a [`PerIpGuard`] gives its slot back on drop.
+#[derive(Default)]
+struct PerIp {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+struct PerIpGuard {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn try_enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PerIpGuard> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpGuard {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Server {
+    pub fn new(config: Config, auth: Authenticator, shutdown: CancellationToken) -> Server {
+        Server {
+            shared: Arc::new(Shared {
+                config,
+                auth,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Accepts sessions until shutdown, then waits up to the grace period for them to end.
+    pub async fn serve(self, listener: TcpListener) {
+        let shared = self.shared;
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(shared.config.max_sessions));
+        let per_ip = Arc::new(PerIp::default());
+        let next_id = AtomicU64::new(1);
+        loop {
+            let accepted = tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let ip = peer.ip().to_canonical();
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracker.spawn(refuse(stream, "Too many users, try again later"));
+                continue;
+            };
+            let Some(ip_guard) = per_ip.try_enter(ip, shared.config.max_sessions_per_ip) else {
+                tracker.spawn(refuse(stream, "Too many connections from your address"));
+                continue;
+            };
+            let local = match stream.local_addr() {
+                Ok(l) => l,
+                Err(_) => continue,
+            };
+            configure_control(&stream);
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let session = Session::new(id, shared.clone(), stream, peer, local);
+            tracker.spawn(async move {
+                session.run().await;
+                drop(ip_guard);
+                drop(slot);
+            });
+        }
+        drop(listener);
+        tracker.close();
+        let grace = shared.config.shutdown_grace;
+        tracing::info!(
+            sessions = tracker.len(),
+            grace_secs = grace.as_secs(),
+            "shutting down"
+        );
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                sessions = tracker.len(),
+                "grace period over, closing remaining sessions"
+            );
+        }
+    }
+}
+
+/// Control connections carry small replies: send them at once. ABOR is sent by some clients
+/// (Python's ftplib) as TCP urgent data; keep that byte in the stream so the line stays whole.
+fn configure_control(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::OobInline, &true);
+}
+
+async fn refuse(mut stream: TcpStream, text: &str) {
+    let bytes = Reply::new(421, text).to_bytes();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(&bytes)).await;
+}

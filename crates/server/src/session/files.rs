@@ -1,0 +1,115 @@
+//! Commands that touch the file system but move no file data: PWD, CWD/CDUP, MKD, RMD, DELE,
+//! RNFR/RNTO (RFC 959 §4.1.3), SIZE, MDTM, MLST (RFC 3659) and STAT with a path.
+//! Every file-system call goes through the jail on the blocking pool ([`Vfs::run`]).
+
+use ferry_proto::listing::{self, EntryKind};
+use ferry_proto::path::quote_for_257;
+use ferry_proto::Reply;
+
+use super::{Flow, Session};
+use crate::error::{Error, Result};
+
+impl Session {
+    pub(super) async fn pwd(&mut self) -> Result<Flow> {
+        let cwd = quote_for_257(&self.client()?.cwd);
+        self.ok(257, &format!("{cwd} is the current directory"))
+            .await
+    }
+
+    pub(super) async fn cwd(&mut self, arg: &str) -> Result<Flow> {
+        let (vfs, path) = self.resolve(arg)?;
+        let p = path.clone();
+        let entry = vfs.run(move |v| v.stat(&p)).await?;
+        if entry.kind != EntryKind::Dir {
+            return Err(Error::WrongKind("Not a directory"));
+        }
+        // Directory must also be listable, or the user would be stuck in it.
+        let p = path.clone();
+        vfs.run(move |v| v.list(&p).map(|_| ())).await?;
+        let shown = quote_for_257(&path);
+        self.client()?.cwd = path;
+        self.ok(250, &format!("Directory changed to {shown}")).await
+    }
+
+    pub(super) async fn mkd(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        let p = path.clone();
+        vfs.run(move |v| v.mkdir(&p)).await?;
+        self.ok(257, &format!("{} created", quote_for_257(&path)))
+            .await
+    }
+
+    pub(super) async fn rmd(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        vfs.run(move |v| v.rmdir(&path)).await?;
+        self.ok(250, "Directory removed").await
+    }
+
+    pub(super) async fn dele(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        vfs.run(move |v| v.remove_file(&path)).await?;
+        self.ok(250, "File deleted").await
+    }
+
+    pub(super) async fn rnfr(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        let p = path.clone();
+        vfs.run(move |v| v.exists(&p)).await?;
+        self.client()?.rename_from = Some(path);
+        self.ok(350, "Ready for RNTO").await
+    }
+
+    pub(super) async fn rnto(&mut self, arg: String) -> Result<Flow> {
+        let from = self
+            .client()?
+            .rename_from
+            .take()
+            .ok_or(Error::BadSequence("RNFR required first"))?;
+        let (vfs, to) = self.resolve(&arg)?;
+        vfs.run(move |v| v.rename(&from, &to)).await?;
+        self.ok(250, "Rename successful").await
+    }
+
+    pub(super) async fn size(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        let entry = vfs.run(move |v| v.stat(&path)).await?;
+        if entry.kind != EntryKind::File {
+            return Err(Error::WrongKind("Not a regular file"));
+        }
+        self.ok(213, &entry.size.to_string()).await
+    }
+
+    pub(super) async fn mdtm(&mut self, arg: String) -> Result<Flow> {
+        let (vfs, path) = self.resolve(&arg)?;
+        let entry = vfs.run(move |v| v.stat(&path)).await?;
+        if entry.kind != EntryKind::File {
+            return Err(Error::WrongKind("Not a regular file"));
+        }
+        self.ok(213, &listing::format_mdtm(entry.mtime)).await
+    }
+
+    pub(super) async fn mlst(&mut self, arg: Option<String>) -> Result<Flow> {
+        let (vfs, path) = self.resolve(arg.as_deref().unwrap_or("."))?;
+        let p = path.clone();
+        let mut entry = vfs.run(move |v| v.stat(&p)).await?;
+        entry.name = path.as_str().to_owned();
+        let mut facts = String::from(" ");
+        listing::mlsx_facts(&entry, &mut facts);
+        let lines = vec![format!("Listing {path}"), facts, "End".to_owned()];
+        self.reply(Reply::multi(250, lines)).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// STAT with a path: the LIST output over the control connection (RFC 959 §4.1.3).
+    pub(super) async fn stat_path(&mut self, arg: String) -> Result<Flow> {
+        let (_, path) = self.resolve(super::transfer::list_path_arg(&arg).unwrap_or("."))?;
+        let text = self
+            .listing_text(&path, super::transfer::ListKind::List)
+            .await?;
+        let mut lines = vec![format!("Status of {path}:")];
+        lines.extend(text.lines().map(str::to_owned));
+        lines.push("End of status".to_owned());
+        self.reply(Reply::multi(213, lines)).await?;
+        Ok(Flow::Continue)
+    }
+}

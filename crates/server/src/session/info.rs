@@ -1,0 +1,134 @@
+//! Commands that report rather than act: FEAT and OPTS (RFC 2389), HELP, STAT without a path
+//! (RFC 959 §4.1.3), ALLO and SITE.
+
+use ferry_proto::command::DataType;
+use ferry_proto::{ParseError, Reply};
+
+use super::{Flow, Session, State};
+use crate::error::{Error, Result};
+
+/// FEAT lines (RFC 2389 §3.2: each starts with one space).
+const FEATURES: &[&str] = &[
+    " EPRT",
+    " EPSV",
+    " MDTM",
+    " MLST type*;size*;modify*;perm*;unique*;",
+    " PASV",
+    " REST STREAM",
+    " SIZE",
+    " TVFS",
+    " UTF8",
+];
+
+const HELP_COMMANDS: &[&str] = &[
+    " ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD",
+    " MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR RMD",
+    " RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD",
+    " XPWD XRMD",
+];
+
+impl Session {
+    pub(super) async fn feat(&mut self) -> Result<Flow> {
+        let mut lines = vec!["Features:".to_owned()];
+        lines.extend(FEATURES.iter().map(|f| (*f).to_owned()));
+        lines.push("End".to_owned());
+        self.reply(Reply::multi(211, lines)).await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn help(&mut self, topic: Option<String>) -> Result<Flow> {
+        match topic.map(|t| t.to_ascii_uppercase()) {
+            None => {
+                let mut lines = vec!["The following commands are recognized:".to_owned()];
+                lines.extend(HELP_COMMANDS.iter().map(|l| (*l).to_owned()));
+                lines.push("Help OK".to_owned());
+                self.reply(Reply::multi(214, lines)).await?;
+                Ok(Flow::Continue)
+            }
+            Some(t) if t == "SITE" => self.ok(214, "SITE commands: HELP").await,
+            Some(t)
+                if HELP_COMMANDS
+                    .iter()
+                    .any(|l| l.split_whitespace().any(|c| c == t)) =>
+            {
+                self.ok(214, &format!("{t} is supported")).await
+            }
+            Some(t) => Err(Error::Parse(ParseError::Unknown(t))),
+        }
+    }
+
+    pub(super) async fn opts(&mut self, opt: String) -> Result<Flow> {
+        let upper = opt.to_ascii_uppercase();
+        let mut words = upper.split_whitespace();
+        match (words.next(), words.next()) {
+            // Names are always UTF-8 here (RFC 2640 §3.2); OFF is accepted and changes nothing.
+            (Some("UTF8" | "UTF-8"), Some("ON" | "OFF") | None) => {
+                self.ok(200, "Always in UTF8 mode").await
+            }
+            (Some("MLST"), _) => {
+                self.ok(200, "MLST OPTS type;size;modify;perm;unique;")
+                    .await
+            }
+            _ => Err(Error::BadArgument(format!("Option not understood: {opt}"))),
+        }
+    }
+
+    pub(super) async fn stat_server(&mut self) -> Result<Flow> {
+        let mut lines = vec![
+            "Ferry FTP server status:".to_owned(),
+            format!("Connected to {}", self.peer.ip()),
+        ];
+        if let State::LoggedIn(c) = &self.state {
+            lines.push(format!("Logged in as {}", c.account.name));
+            lines.push(match c.data_type {
+                DataType::Ascii => "TYPE: ASCII".to_owned(),
+                DataType::Image => "TYPE: BINARY".to_owned(),
+            });
+        }
+        lines.push(format!(
+            "Session timeout in seconds is {}",
+            self.shared.config.idle_timeout.as_secs()
+        ));
+        match &self.transfer {
+            Some(t) => lines.push(t.status()),
+            None => lines.push("No data connection".to_owned()),
+        }
+        lines.push("End of status".to_owned());
+        self.reply(Reply::multi(211, lines)).await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn allo(&mut self, arg: String) -> Result<Flow> {
+        // "ALLO n" or "ALLO n R m" (RFC 959 §4.1.3).
+        let size = arg
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok());
+        if size.is_none() {
+            return Err(Error::BadArgument("ALLO needs a size in bytes".into()));
+        }
+        self.ok(202, "No storage allocation necessary").await
+    }
+
+    pub(super) async fn site(&mut self, arg: String) -> Result<Flow> {
+        let sub = arg
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match sub.as_str() {
+            "HELP" => {
+                let lines = vec![
+                    "SITE commands:".to_owned(),
+                    " HELP".to_owned(),
+                    "End".to_owned(),
+                ];
+                self.reply(Reply::multi(214, lines)).await?;
+                Ok(Flow::Continue)
+            }
+            _ => Err(Error::Parse(ParseError::Unsupported(format!(
+                "Unknown SITE command {sub}"
+            )))),
+        }
+    }
+}

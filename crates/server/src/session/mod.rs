@@ -1,0 +1,334 @@
+//! One FTP session: the task that owns a control connection from greeting to close.
+//!
+//! The session is a state machine ([`State`]: awaiting USER, awaiting PASS, logged in) driven by
+//! one `select!` loop over: the next control line, the running transfer's completion, the idle
+//! timer and server shutdown. Transfers run as a child task, so ABOR, STAT and QUIT are answered
+//! while bytes flow; any other command that arrives meanwhile waits its turn, in order. The one
+//! `match` in [`Session::dispatch`] maps each command to its handler; handlers live in
+//! `login.rs`, `files.rs`, `transfer.rs` and `info.rs` by what they touch.
+
+mod files;
+mod info;
+mod login;
+mod transfer;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_proto::command::DataType;
+use ferry_proto::{Command, LineError, LineFramer, Reply, VirtualPath};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::auth::Account;
+use crate::data::DataPlan;
+use crate::error::{Error, Result};
+use crate::server::Shared;
+use crate::vfs::Vfs;
+
+pub use transfer::RunningTransfer;
+
+/// Lines that may wait behind a running transfer before the client is considered abusive.
+const MAX_DEFERRED: usize = 32;
+/// Bytes read from the control connection at a time; commands are short.
+const READ_CHUNK: usize = 1024;
+
+/// Login state; each variant holds only what is valid in it.
+enum State {
+    AwaitingUser,
+    AwaitingPass { user: String },
+    LoggedIn(Box<Client>),
+}
+
+/// Everything that exists only once a user is logged in.
+struct Client {
+    account: Account,
+    vfs: Vfs,
+    cwd: VirtualPath,
+    data_type: DataType,
+    /// Offset from REST, used by the next RETR/STOR.
+    rest: u64,
+    rename_from: Option<VirtualPath>,
+    epsv_all: bool,
+    data: Option<DataPlan>,
+}
+
+/// What the loop does after a command.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    framer: LineFramer,
+    peer: SocketAddr,
+    local: SocketAddr,
+    state: State,
+    transfer: Option<RunningTransfer>,
+    deferred: VecDeque<Vec<u8>>,
+    /// QUIT arrived during a transfer: close once it has been reported.
+    quit_after_transfer: bool,
+}
+
+impl Session {
+    pub fn new(
+        id: u64,
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Session {
+        let max_line = shared.config.max_line;
+        Session {
+            id,
+            shared,
+            stream,
+            framer: LineFramer::new(max_line),
+            peer,
+            local,
+            state: State::AwaitingUser,
+            transfer: None,
+            deferred: VecDeque::new(),
+            quit_after_transfer: false,
+        }
+    }
+
+    /// Runs the session to its end. Never panics on client input; IO errors just end it.
+    pub async fn run(mut self) {
+        let span = tracing::info_span!("session", id = self.id, peer = %self.peer, user = tracing::field::Empty);
+        async move {
+            let started = std::time::Instant::now();
+            tracing::info!("session start");
+            let result = self.serve().await;
+            if let Some(t) = self.transfer.take() {
+                t.cancel();
+            }
+            let user = match &self.state {
+                State::LoggedIn(c) => c.account.name.as_str(),
+                _ => "-",
+            };
+            match result {
+                Ok(()) => tracing::info!(user, secs = started.elapsed().as_secs_f64(), "session end"),
+                Err(e) => tracing::info!(user, secs = started.elapsed().as_secs_f64(), error = %e, "session end"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        self.reply(Reply::new(220, "Ferry FTP server ready"))
+            .await?;
+        let shutdown = self.shared.shutdown.clone();
+        let mut idle_deadline = Instant::now() + self.shared.config.idle_timeout;
+        let mut shutting_down = false;
+        let mut read_buf = [0u8; READ_CHUNK];
+        loop {
+            // Work already buffered comes first: deferred lines once no transfer runs, then
+            // lines already framed, so pipelined commands are answered in order.
+            if self.transfer.is_none() {
+                if let Some(line) = self.deferred.pop_front() {
+                    if self.handle_line(&line).await? == Flow::Close {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            match self.framer.next_line() {
+                Ok(Some(line)) => {
+                    idle_deadline = Instant::now() + self.shared.config.idle_timeout;
+                    if self.transfer.is_some() && !transfer::is_urgent(&line) {
+                        if self.deferred.len() >= MAX_DEFERRED {
+                            self.reply(Reply::new(421, "Too many commands during a transfer"))
+                                .await?;
+                            return Ok(());
+                        }
+                        self.deferred.push_back(line);
+                    } else if self.handle_line(&line).await? == Flow::Close {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(LineError::TooLong) => {
+                    self.reply(Reply::new(500, "Command line too long")).await?;
+                    return Ok(());
+                }
+                Ok(None) => {}
+            }
+            let transfer_running = self.transfer.is_some();
+            tokio::select! {
+                _ = shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    if !transfer_running {
+                        self.reply(Reply::new(421, "Server shutting down")).await?;
+                        return Ok(());
+                    }
+                }
+                outcome = transfer::wait(&mut self.transfer), if transfer_running => {
+                    self.finish_transfer(outcome).await?;
+                    if shutting_down {
+                        self.reply(Reply::new(421, "Server shutting down")).await?;
+                        return Ok(());
+                    }
+                    if self.quit_after_transfer {
+                        self.reply(Reply::new(221, "Goodbye")).await?;
+                        return Ok(());
+                    }
+                }
+                read = self.stream.read(&mut read_buf) => {
+                    let n = read?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.framer.push(&read_buf[..n]);
+                }
+                _ = tokio::time::sleep_until(idle_deadline), if !transfer_running => {
+                    self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Parses and runs one line; any failure becomes its reply here.
+    async fn handle_line(&mut self, line: &[u8]) -> std::io::Result<Flow> {
+        let outcome = match Command::parse(line) {
+            Ok(cmd) => {
+                tracing::debug!(cmd = %CommandForLog(&cmd), "command");
+                self.dispatch(cmd).await
+            }
+            Err(e) => Err(Error::Parse(e)),
+        };
+        match outcome {
+            Ok(flow) => Ok(flow),
+            Err(e) => {
+                self.reply(e.reply()).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// The one place that maps a command to its handler.
+    async fn dispatch(&mut self, cmd: Command) -> Result<Flow> {
+        use Command::*;
+        // Commands allowed before login; everything else needs a logged-in user.
+        match cmd {
+            User(name) => return self.user(name).await,
+            Pass(pass) => return self.pass(pass).await,
+            Quit => return self.quit().await,
+            Noop => return self.ok(200, "NOOP ok").await,
+            Syst => return self.ok(215, "UNIX Type: L8").await,
+            Feat => return self.feat().await,
+            Help(topic) => return self.help(topic).await,
+            Opts(opt) => return self.opts(opt).await,
+            _ => {}
+        }
+        if !matches!(self.state, State::LoggedIn(_)) {
+            return Err(Error::NotLoggedIn("Please login with USER and PASS"));
+        }
+        if !matches!(cmd, Rnto(_)) {
+            if let State::LoggedIn(c) = &mut self.state {
+                // RFC 959: RNTO must come right after RNFR.
+                if !matches!(cmd, Rnfr(_)) {
+                    c.rename_from = None;
+                }
+            }
+        }
+        match cmd {
+            Acct(_) => self.ok(202, "ACCT not needed").await,
+            Stat(None) => self.stat_server().await,
+            Stat(Some(path)) => self.stat_path(path).await,
+            Pwd => self.pwd().await,
+            Cwd(path) => self.cwd(&path).await,
+            Cdup => self.cwd("..").await,
+            Mkd(path) => self.mkd(path).await,
+            Rmd(path) => self.rmd(path).await,
+            Dele(path) => self.dele(path).await,
+            Rnfr(path) => self.rnfr(path).await,
+            Rnto(path) => self.rnto(path).await,
+            Size(path) => self.size(path).await,
+            Mdtm(path) => self.mdtm(path).await,
+            Mlst(path) => self.mlst(path).await,
+            Type(t) => self.set_type(t).await,
+            Mode => self.ok(200, "Mode set to S").await,
+            Stru => self.ok(200, "Structure set to F").await,
+            Allo(arg) => self.allo(arg).await,
+            Site(arg) => self.site(arg).await,
+            Rest(offset) => self.rest(offset).await,
+            Pasv => self.pasv().await,
+            Epsv(arg) => self.epsv(arg).await,
+            Port(addr) | Eprt(addr) => self.port(addr).await,
+            List(arg) => self.list(arg, transfer::ListKind::List).await,
+            Nlst(arg) => self.list(arg, transfer::ListKind::Nlst).await,
+            Mlsd(arg) => self.list(arg, transfer::ListKind::Mlsd).await,
+            Retr(path) => self.retr(path).await,
+            Stor(path) => self.stor(path, transfer::StoreKind::Stor).await,
+            Appe(path) => self.stor(path, transfer::StoreKind::Appe).await,
+            Stou(path) => self.stou(path).await,
+            Abor => self.abor().await,
+            User(_) | Pass(_) | Quit | Noop | Syst | Feat | Help(_) | Opts(_) => Ok(Flow::Continue),
+        }
+    }
+
+    async fn quit(&mut self) -> Result<Flow> {
+        if self.transfer.is_some() {
+            // RFC 959: the transfer's result is still reported, then the server closes.
+            self.quit_after_transfer = true;
+            return Ok(Flow::Continue);
+        }
+        self.reply(Reply::new(221, "Goodbye")).await?;
+        Ok(Flow::Close)
+    }
+
+    /// Sends a one-line reply and continues.
+    async fn ok(&mut self, code: u16, text: &str) -> Result<Flow> {
+        self.reply(Reply::new(code, text)).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn reply(&mut self, reply: Reply) -> std::io::Result<()> {
+        let bytes = reply.to_bytes();
+        let write = self.stream.write_all(&bytes);
+        match tokio::time::timeout(self.shared.config.idle_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading replies",
+            )),
+        }
+    }
+
+    /// The logged-in client, or the 530 a command before login gets.
+    fn client(&mut self) -> Result<&mut Client> {
+        match &mut self.state {
+            State::LoggedIn(c) => Ok(c),
+            _ => Err(Error::NotLoggedIn("Please login with USER and PASS")),
+        }
+    }
+
+    /// Resolves a path argument against the current directory.
+    fn resolve(&mut self, arg: &str) -> Result<(Vfs, VirtualPath)> {
+        let c = self.client()?;
+        let path = c.cwd.resolve(arg)?;
+        Ok((c.vfs.clone(), path))
+    }
+}
+
+/// Shows a command for debug logs with any password masked.
+struct CommandForLog<'a>(&'a Command);
+
+impl std::fmt::Display for CommandForLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Command::Pass(_) => f.write_str("PASS ****"),
+            other => write!(f, "{other}"),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Commands that set up or use a data connection: PASV, EPSV, PORT, EPRT (RFC 959, RFC 2428),
+//! REST (RFC 3659 §5), RETR, STOR, APPE, STOU, LIST, NLST, MLSD, ABOR, TYPE.
+//!
+//! A transfer command checks everything it can up front (data plan set, path valid, file
+//! opens) so errors arrive as one reply with no 150; then it answers 150 and hands the data
+//! connection and the open file to a child task ([`RunningTransfer`]). The session loop reports
+//! the child's result as 226 or an error reply, and can cancel it on ABOR.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_proto::command::{DataType, EpsvArg};
+use ferry_proto::listing::{self, EntryKind};
+use ferry_proto::{addr, Reply, VirtualPath};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::{Flow, Session};
+use crate::data::{self, DataPlan};
+use crate::error::{Error, Result};
+use crate::vfs::WriteMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListKind {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoreKind {
+    Stor,
+    Appe,
+}
+
+/// A transfer running in its own task while the session keeps reading commands.
+pub struct RunningTransfer {
+    handle: JoinHandle<Result<u64>>,
+    progress: Arc<AtomicU64>,
+    /// "RETR /path" for STAT and logs.
+    label: String,
+    started: Instant,
+}
+
+impl RunningTransfer {
+    /// Stops the transfer; its data connection closes as the task is dropped.
+    pub fn cancel(self) {
+        self.handle.abort();
+    }
+
+    pub(super) fn status(&self) -> String {
+        format!(
+            "{}: {} bytes transferred in {:.1} s",
+            self.label,
+            self.progress.load(Ordering::Relaxed),
+            self.started.elapsed().as_secs_f64()
+        )
+    }
+}
+
+/// Commands answered at once even while a transfer runs (RFC 959 §4.1.3: ABOR, STAT; QUIT).
+pub(super) fn is_urgent(line: &[u8]) -> bool {
+    let verb: Vec<u8> = line
+        .iter()
+        .take_while(|b| **b != b' ')
+        .map(u8::to_ascii_uppercase)
+        .collect();
+    matches!(verb.as_slice(), b"ABOR" | b"STAT" | b"QUIT" | b"NOOP")
+}
+
+/// Waits for the running transfer to end (pending forever when there is none). Cancel-safe.
+pub(super) async fn wait(transfer: &mut Option<RunningTransfer>) -> Result<u64> {
+    match transfer {
+        Some(t) => match (&mut t.handle).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::TransferAborted(format!("Transfer failed: {e}"))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The path in a LIST/NLST/STAT argument, after options such as "-la" that clients send.
+pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
+    if arg.starts_with('-') {
+        match arg.split_once(' ') {
+            Some((_, rest)) if !rest.trim().is_empty() => Some(rest.trim_start()),
+            _ => None,
+        }
+    } else {
+        Some(arg)
+    }
+}
+
+/// Socket errors end a transfer as aborted (426); file errors keep their own code.
+fn classify(e: std::io::Error) -> Error {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | TimedOut
+        | NotConnected => Error::TransferAborted("Connection closed; transfer aborted".into()),
+        _ => Error::Io(e),
+    }
+}
+
+/// Connects the data channel according to the plan.
+async fn open_data(
+    plan: DataPlan,
+    peer_ip: IpAddr,
+    local_ip: IpAddr,
+    timeout: Duration,
+) -> Result<TcpStream> {
+    match plan {
+        DataPlan::Passive(listener) => data::accept_from(&listener, peer_ip, timeout).await,
+        DataPlan::Active(target) => data::connect_active(local_ip, target, timeout).await,
+    }
+}
+
+/// Everything a transfer task needs to get its data connection.
+struct DataTarget {
+    plan: DataPlan,
+    peer_ip: IpAddr,
+    local_ip: IpAddr,
+    timeout: Duration,
+}
+
+impl DataTarget {
+    async fn connect(self) -> Result<TcpStream> {
+        open_data(self.plan, self.peer_ip, self.local_ip, self.timeout).await
+    }
+}
+
+impl Session {
+    pub(super) async fn set_type(&mut self, t: DataType) -> Result<Flow> {
+        self.client()?.data_type = t;
+        let text = match t {
+            DataType::Ascii => "Switching to ASCII mode",
+            DataType::Image => "Switching to Binary mode",
+        };
+        self.ok(200, text).await
+    }
+
+    pub(super) async fn rest(&mut self, offset: u64) -> Result<Flow> {
+        self.client()?.rest = offset;
+        self.ok(350, &format!("Restarting at {offset}. Send STOR or RETR"))
+            .await
+    }
+
+    fn local_ip(&self) -> IpAddr {
+        self.local.ip().to_canonical()
+    }
+
+    pub(super) async fn pasv(&mut self) -> Result<Flow> {
+        if self.client()?.epsv_all {
+            return Err(Error::EpsvAllOnly);
+        }
+        let local_ip = self.local_ip();
+        let IpAddr::V4(bind_v4) = local_ip else {
+            return Err(Error::NoDataConnection(
+                "PASV is IPv4 only; use EPSV".into(),
+            ));
+        };
+        let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
+            .map_err(|e| Error::NoDataConnection(format!("Cannot open passive port: {e}")))?;
+        let port = listener.local_addr()?.port();
+        let shown = match self.shared.config.passive_address {
+            Some(IpAddr::V4(ip)) => ip,
+            _ => bind_v4,
+        };
+        self.client()?.data = Some(DataPlan::Passive(listener));
+        self.ok(227, &addr::pasv_reply_text(shown, port)).await
+    }
+
+    pub(super) async fn epsv(&mut self, arg: EpsvArg) -> Result<Flow> {
+        let local_ip = self.local_ip();
+        match arg {
+            EpsvArg::All => {
+                self.client()?.epsv_all = true;
+                return self.ok(200, "EPSV ALL ok").await;
+            }
+            EpsvArg::Protocol(p) if (p == 1) != local_ip.is_ipv4() => {
+                return Err(Error::Parse(ferry_proto::ParseError::Protocol));
+            }
+            _ => {}
+        }
+        let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
+            .map_err(|e| Error::NoDataConnection(format!("Cannot open passive port: {e}")))?;
+        let port = listener.local_addr()?.port();
+        self.client()?.data = Some(DataPlan::Passive(listener));
+        self.ok(229, &addr::epsv_reply_text(port)).await
+    }
+
+    pub(super) async fn port(&mut self, target: SocketAddr) -> Result<Flow> {
+        if self.client()?.epsv_all {
+            return Err(Error::EpsvAllOnly);
+        }
+        data::check_active_target(target, self.peer.ip())?;
+        self.client()?.data = Some(DataPlan::Active(target));
+        self.ok(200, "PORT command successful").await
+    }
+
+    /// Takes the data plan for a transfer command; every transfer command consumes it, so a
+    /// stale passive connection is never reused.
+    fn take_data_target(&mut self) -> Result<DataTarget> {
+        let peer_ip = self.peer.ip();
+        let local_ip = self.local_ip();
+        let timeout = self.shared.config.data_timeout;
+        let plan =
+            self.client()?.data.take().ok_or_else(|| {
+                Error::NoDataConnection("Use PASV, EPSV, PORT or EPRT first".into())
+            })?;
+        Ok(DataTarget {
+            plan,
+            peer_ip,
+            local_ip,
+            timeout,
+        })
+    }
+
+    /// Answers 150 and starts the child task.
+    async fn start_transfer<F>(
+        &mut self,
+        preliminary: String,
+        label: String,
+        progress: Arc<AtomicU64>,
+        task: F,
+    ) -> Result<Flow>
+    where
+        F: std::future::Future<Output = Result<u64>> + Send + 'static,
+    {
+        self.reply(Reply::new(150, preliminary)).await?;
+        self.transfer = Some(RunningTransfer {
+            handle: tokio::spawn(task),
+            progress,
+            label,
+            started: Instant::now(),
+        });
+        Ok(Flow::Continue)
+    }
+
+    /// Reports a finished transfer: 226, or the error's reply; one log line either way.
+    pub(super) async fn finish_transfer(&mut self, result: Result<u64>) -> std::io::Result<()> {
+        let Some(t) = self.transfer.take() else {
+            return Ok(());
+        };
+        let bytes = t.progress.load(Ordering::Relaxed);
+        let secs = t.started.elapsed().as_secs_f64();
+        let rate_mib_s = bytes as f64 / secs.max(1e-6) / (1024.0 * 1024.0);
+        let user = match &self.state {
+            super::State::LoggedIn(c) => c.account.name.clone(),
+            _ => String::new(),
+        };
+        match &result {
+            Ok(_) => {
+                tracing::info!(user, transfer = %t.label, bytes, secs, rate_mib_s, result = "ok", "transfer")
+            }
+            Err(e) => {
+                tracing::info!(user, transfer = %t.label, bytes, secs, rate_mib_s, result = %e, "transfer")
+            }
+        }
+        let reply = match result {
+            Ok(_) => Reply::new(226, "Transfer complete"),
+            Err(e) => e.reply(),
+        };
+        self.reply(reply).await
+    }
+
+    pub(super) async fn abor(&mut self) -> Result<Flow> {
+        match self.transfer.take() {
+            Some(t) => {
+                t.handle.abort();
+                let label = t.label.clone();
+                let bytes = t.progress.load(Ordering::Relaxed);
+                let _ = t.handle.await;
+                tracing::info!(transfer = %label, bytes, result = "aborted", "transfer");
+                self.reply(Reply::new(426, "Connection closed; transfer aborted"))
+                    .await?;
+                self.ok(226, "ABOR successful").await
+            }
+            None => {
+                if let Ok(c) = self.client() {
+                    c.data = None;
+                }
+                self.ok(225, "No transfer to abort").await
+            }
+        }
+    }
+
+    pub(super) async fn retr(&mut self, arg: String) -> Result<Flow> {
+        let target = self.take_data_target()?;
+        let (vfs, path) = self.resolve(&arg)?;
+        let client = self.client()?;
+        let offset = std::mem::take(&mut client.rest);
+        let ascii = client.data_type == DataType::Ascii;
+        let p = path.clone();
+        let (file, size) = vfs
+            .run(move |v| {
+                let f = v.open_read(&p)?;
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
+            .await?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let sent = progress.clone();
+        let task = async move {
+            let mut stream = target.connect().await?;
+            let n = if ascii {
+                data::send_file_copy(&mut stream, file, offset, true, &sent).await
+            } else {
+                data::send_file_zero_copy(&mut stream, &file, offset, &sent).await
+            }
+            .map_err(classify)?;
+            stream.shutdown().await.map_err(classify)?;
+            Ok(n)
+        };
+        let mode = if ascii { "ASCII" } else { "BINARY" };
+        let text = format!("Opening {mode} mode data connection for {path} ({size} bytes)");
+        self.start_transfer(text, format!("RETR {path}"), progress, task)
+            .await
+    }
+
+    pub(super) async fn stor(&mut self, arg: String, kind: StoreKind) -> Result<Flow> {
+        let target = self.take_data_target()?;
+        let (vfs, path) = self.resolve(&arg)?;
+        let client = self.client()?;
+        let offset = std::mem::take(&mut client.rest);
+        let ascii = client.data_type == DataType::Ascii;
+        let mode = match (kind, offset) {
+            (StoreKind::Appe, _) => WriteMode::Append,
+            (StoreKind::Stor, 0) => WriteMode::Truncate,
+            (StoreKind::Stor, n) => WriteMode::Resume(n),
+        };
+        let p = path.clone();
+        let file = vfs.run(move |v| v.open_write(&p, mode)).await?;
+        let verb = if kind == StoreKind::Appe {
+            "APPE"
+        } else {
+            "STOR"
+        };
+        self.upload(target, file, ascii, path, verb).await
+    }
+
+    pub(super) async fn stou(&mut self, arg: Option<String>) -> Result<Flow> {
+        let target = self.take_data_target()?;
+        let (vfs, base) = self.resolve(arg.as_deref().unwrap_or("ferry.upload"))?;
+        let ascii = self.client()?.data_type == DataType::Ascii;
+        let (path, file) = vfs.run(move |v| v.create_unique(&base)).await?;
+        self.upload(target, file, ascii, path, "STOU").await
+    }
+
+    async fn upload(
+        &mut self,
+        target: DataTarget,
+        file: std::fs::File,
+        ascii: bool,
+        path: VirtualPath,
+        verb: &str,
+    ) -> Result<Flow> {
+        let progress = Arc::new(AtomicU64::new(0));
+        let received = progress.clone();
+        let task = async move {
+            let mut stream = target.connect().await?;
+            data::receive_file(&mut stream, file, ascii, &received)
+                .await
+                .map_err(classify)
+        };
+        let text = if verb == "STOU" {
+            format!("FILE: {path}")
+        } else {
+            format!("Opening data connection for {path}")
+        };
+        self.start_transfer(text, format!("{verb} {path}"), progress, task)
+            .await
+    }
+
+    /// Formats a listing on the blocking pool (directory scans can be large).
+    pub(super) async fn listing_text(
+        &mut self,
+        path: &VirtualPath,
+        kind: ListKind,
+    ) -> Result<String> {
+        let (vfs, _) = self.resolve(".")?;
+        let path = path.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let result = vfs
+            .run(move |v| {
+                let top = v.stat(&path)?;
+                let entries = if top.kind == EntryKind::Dir {
+                    v.list(&path)?
+                } else if kind == ListKind::Mlsd {
+                    return Ok(Err(Error::BadArgument(
+                        "MLSD needs a directory; use MLST".into(),
+                    )));
+                } else {
+                    vec![top]
+                };
+                let mut out = String::new();
+                for e in &entries {
+                    match kind {
+                        ListKind::List => listing::list_line(e, now, &mut out),
+                        ListKind::Nlst => {
+                            out.push_str(&e.name);
+                            out.push_str("\r\n");
+                        }
+                        ListKind::Mlsd => {
+                            listing::mlsx_facts(e, &mut out);
+                            out.push_str("\r\n");
+                        }
+                    }
+                }
+                Ok(Ok(out))
+            })
+            .await?;
+        result
+    }
+
+    pub(super) async fn list(&mut self, arg: Option<String>, kind: ListKind) -> Result<Flow> {
+        let target = self.take_data_target()?;
+        let path_arg = match kind {
+            ListKind::Mlsd => arg.as_deref(),
+            _ => arg.as_deref().and_then(list_path_arg),
+        };
+        let (_, path) = self.resolve(path_arg.unwrap_or("."))?;
+        let text = self.listing_text(&path, kind).await?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let sent = progress.clone();
+        let task = async move {
+            let mut stream = target.connect().await?;
+            let n = data::send_bytes(&mut stream, text.as_bytes(), &sent)
+                .await
+                .map_err(classify)?;
+            stream.shutdown().await.map_err(classify)?;
+            Ok(n)
+        };
+        let verb = match kind {
+            ListKind::List => "LIST",
+            ListKind::Nlst => "NLST",
+            ListKind::Mlsd => "MLSD",
+        };
+        self.start_transfer(
+            "Here comes the directory listing".into(),
+            format!("{verb} {path}"),
+            progress,
+            task,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_options_are_not_paths() {
+        assert_eq!(list_path_arg("-la"), None);
+        assert_eq!(list_path_arg("-la sub dir"), Some("sub dir"));
+        assert_eq!(list_path_arg("sub"), Some("sub"));
+        assert_eq!(list_path_arg("-a "), None);
+    }
+
+    #[test]
+    fn urgent_commands() {
+        assert!(is_urgent(b"ABOR"));
+        assert!(is_urgent(b"stat"));
+        assert!(!is_urgent(b"RETR x"));
+    }
+}

@@ -1,0 +1,270 @@
+//! `ferryd user ...` admin CLI, plus the effect of CLI changes on logins of a running server.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{add_user, cli, curl, TestServer, ALICE_PW, BOB_PW};
+
+fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix("ferry-cli-")
+        .tempdir()
+        .expect("temp dir");
+    let data = tmp.path().join("data");
+    fs::create_dir(&data).expect("create data dir");
+    (tmp, data)
+}
+
+/// Lines of `user list` that mention `name` as a whole word.
+fn list_lines_for(list: &str, name: &str) -> Vec<String> {
+    list.lines()
+        .filter(|l| {
+            l.split(|c: char| c.is_whitespace() || c == ',' || c == '|' || c == '=')
+                .any(|w| w == name)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn user_add_list_passwd_del_round_trip() {
+    let (_tmp, data) = data_dir();
+    add_user(&data, "carol", "pw-one", &[]);
+
+    let home = data.join("homes").join("carol");
+    let meta = fs::metadata(&home).expect("default home <data>/homes/carol is created");
+    assert!(meta.is_dir(), "home is not a directory");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o700,
+        "home must be created with mode 0700"
+    );
+
+    let list = cli(&data, &["user", "list"], None);
+    list.assert_ok();
+    let out = list.stdout_str();
+    let lines = list_lines_for(&out, "carol");
+    assert_eq!(lines.len(), 1, "user list should show carol once:\n{list}");
+    assert!(
+        lines[0].contains(&home.display().to_string()) || lines[0].contains("homes/carol"),
+        "user list should show carol's home {}:\n{list}",
+        home.display()
+    );
+    assert!(
+        !out.contains("pw-one") && !out.contains("$argon2"),
+        "user list must not reveal passwords or hashes:\n{list}"
+    );
+
+    cli(
+        &data,
+        &["user", "passwd", "carol", "--password-stdin"],
+        Some("pw-two\n"),
+    )
+    .assert_ok();
+    cli(&data, &["user", "del", "carol"], None).assert_ok();
+
+    let list = cli(&data, &["user", "list"], None);
+    list.assert_ok();
+    assert!(
+        list_lines_for(&list.stdout_str(), "carol").is_empty(),
+        "carol still listed after del:\n{list}"
+    );
+
+    // Deleting / changing a user that does not exist is an error, not a silent success.
+    cli(&data, &["user", "del", "carol"], None).assert_failed();
+    cli(
+        &data,
+        &["user", "passwd", "carol", "--password-stdin"],
+        Some("x\n"),
+    )
+    .assert_failed();
+}
+
+#[test]
+fn user_add_duplicate_is_rejected() {
+    let (_tmp, data) = data_dir();
+    add_user(&data, "dave", "pw", &[]);
+    let dup = cli(
+        &data,
+        &["user", "add", "dave", "--password-stdin"],
+        Some("other\n"),
+    );
+    dup.assert_code(1);
+    assert!(
+        dup.stderr_str().contains("already exists"),
+        "duplicate add should say `already exists`:\n{dup}"
+    );
+    assert!(
+        dup.stderr_str().contains("ferryd: error:"),
+        "errors are printed as `ferryd: error: ...`:\n{dup}"
+    );
+}
+
+#[test]
+fn user_add_rejects_invalid_names() {
+    let (_tmp, data) = data_dir();
+    let too_long = "a".repeat(40);
+    for name in ["", "-x", "a/b", "../x", ".hidden", "a b", too_long.as_str()] {
+        let out = cli(
+            &data,
+            &["user", "add", name, "--password-stdin"],
+            Some("pw\n"),
+        );
+        out.assert_failed();
+        assert!(
+            !out.stderr.is_empty(),
+            "rejecting {name:?} should explain why on stderr:\n{out}"
+        );
+    }
+    // `../x` must not have created anything next to the homes dir.
+    assert!(
+        !data.join("x").exists(),
+        "user add ../x created a directory outside homes/"
+    );
+    let list = cli(&data, &["user", "list"], None);
+    list.assert_ok();
+    for bad in ["a/b", "../x", too_long.as_str()] {
+        assert!(
+            !list.stdout_str().contains(bad),
+            "invalid name {bad:?} was stored:\n{list}"
+        );
+    }
+
+    // Boundary: exactly 32 allowed characters is fine.
+    let max = format!("A.b_c-{}", "z".repeat(26));
+    assert_eq!(max.len(), 32);
+    add_user(&data, &max, "pw", &[]);
+}
+
+#[test]
+fn user_add_quota() {
+    let (_tmp, data) = data_dir();
+    add_user(&data, "erin", "pw", &["--quota", "512MiB"]);
+    let list = cli(&data, &["user", "list"], None);
+    list.assert_ok();
+    let lines = list_lines_for(&list.stdout_str(), "erin");
+    assert_eq!(lines.len(), 1, "erin should be listed once:\n{list}");
+    // Accept any faithful rendering: 512MiB, "512.0 MiB", 536870912.
+    let squashed = lines[0].replace(' ', "");
+    assert!(
+        squashed.contains("512MiB")
+            || squashed.contains("512.0MiB")
+            || squashed.contains("536870912"),
+        "quota 512MiB should be shown in the list line {:?}",
+        lines[0]
+    );
+
+    let bogus = cli(
+        &data,
+        &[
+            "user",
+            "add",
+            "frank",
+            "--quota",
+            "bogus",
+            "--password-stdin",
+        ],
+        Some("pw\n"),
+    );
+    bogus.assert_failed();
+    assert!(
+        bogus.stderr_str().to_lowercase().contains("error"),
+        "bad quota should print an error:\n{bogus}"
+    );
+    let list = cli(&data, &["user", "list"], None);
+    assert!(
+        list_lines_for(&list.stdout_str(), "frank").is_empty(),
+        "user with a bogus quota must not be created:\n{list}"
+    );
+}
+
+#[test]
+fn passwd_changes_login_of_running_server() {
+    let server = TestServer::start();
+    let url = server.bare_url("");
+    curl(&["-u", &format!("alice:{ALICE_PW}"), &url]).assert_ok();
+
+    cli(
+        &server.data_dir,
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("brand-new-pw\n"),
+    )
+    .assert_ok();
+
+    curl(&["-u", "alice:brand-new-pw", &url]).assert_ok();
+    // 67 = CURLE_LOGIN_DENIED
+    curl(&["-u", &format!("alice:{ALICE_PW}"), &url]).assert_code(67);
+}
+
+#[test]
+fn del_prevents_login_on_running_server() {
+    let server = TestServer::start();
+    let url = server.bare_url("");
+    curl(&["-u", &format!("bob:{BOB_PW}"), &url]).assert_ok();
+    cli(&server.data_dir, &["user", "del", "bob"], None).assert_ok();
+    curl(&["-u", &format!("bob:{BOB_PW}"), &url]).assert_code(67);
+    // Other users are unaffected.
+    curl(&["-u", &format!("alice:{ALICE_PW}"), &url]).assert_ok();
+}
+
+#[test]
+fn serve_on_empty_data_dir_creates_first_user_once() {
+    let tmp = tempfile::Builder::new()
+        .prefix("ferry-first-")
+        .tempdir()
+        .expect("temp dir");
+
+    fs::create_dir(tmp.path().join("data")).expect("create empty data dir");
+    let mut server = TestServer::launch_in(tmp.path(), "");
+    let created: Vec<&String> = server
+        .startup_stdout
+        .iter()
+        .filter(|l| l.starts_with("created first user:"))
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "expected one `created first user:` line, stdout was {:?}",
+        server.startup_stdout
+    );
+    let line = created[0].clone();
+    let field = |key: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+            .to_string()
+    };
+    assert_eq!(field("name="), "ferry", "{line}");
+    let pw = field("password=");
+    assert!(pw.len() >= 12, "generated password too short: {line}");
+    let home = line
+        .split(" home=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no home= in {line:?}"));
+    let home = std::path::Path::new(home);
+    assert!(home.is_absolute(), "home must be absolute: {line}");
+    assert!(home.is_dir(), "home {} does not exist", home.display());
+
+    let url = server.bare_url("");
+    curl(&["-u", &format!("ferry:{pw}"), &url]).assert_ok();
+    curl(&["-u", "ferry:not-the-password", &url]).assert_code(67);
+
+    let st = server.stop();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "ferryd should exit 0 on SIGTERM, got {st:?}\n{}",
+        server.stderr_log()
+    );
+    drop(server);
+
+    let server = TestServer::launch_in(tmp.path(), "");
+    assert!(
+        !server
+            .startup_stdout
+            .iter()
+            .any(|l| l.starts_with("created first user")),
+        "second start must not create another first user: {:?}",
+        server.startup_stdout
+    );
+    curl(&["-u", &format!("ferry:{pw}"), &server.bare_url("")]).assert_ok();
+}

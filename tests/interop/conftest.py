@@ -1,0 +1,260 @@
+"""Harness for the ferryd interop suite (Python ftplib against the real binary).
+
+Every test gets its own data dir, its own users (alice, bob) and its own ferryd
+process listening on an ephemeral loopback port, so tests cannot see each
+other's files.  The binary is never built here: run `cargo build -p
+ferry-server` first (or point FERRYD at a binary).
+"""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ftphelp import PASSWORDS, RawClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_DEADLINE = 20.0
+USER_ADD_TIMEOUT = 120.0
+LISTEN_RE = re.compile(r"^ferryd listening on (\S+):(\d+)$")
+
+# Defaults written to every config file; tests override per server.  A short
+# grace keeps teardown fast if a test leaves a client connected.
+DEFAULT_CONFIG = {"shutdown_grace_secs": 2, "log": "info"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "big: moves hundreds of MiB over loopback (binary round trip)"
+    )
+
+
+def ferryd_binary() -> Path:
+    env = os.environ.get("FERRYD")
+    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "ferryd"
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"ferryd binary not found or not executable at {path}; "
+            "run `cargo build -p ferry-server` in the repo root (or set FERRYD=/path/to/ferryd)",
+            pytrace=False,
+        )
+    return path
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"unsupported TOML value {v!r}")
+
+
+def write_config(path: Path, cfg: dict) -> None:
+    path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in cfg.items()))
+
+
+def run_cli(binary: Path, args: list[str], stdin: str | None = None, cwd: Path | None = None,
+            timeout: float = USER_ADD_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(binary), *args],
+        input=stdin.encode() if stdin is not None else None,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+class FerryServer:
+    """One running ferryd process plus helpers to talk to it."""
+
+    def __init__(self, binary: Path, root: Path, users: dict[str, str], config: dict,
+                 user_args: dict[str, list[str]] | None = None):
+        self.binary = binary
+        self.root = root
+        self.data_dir = root / "data"
+        self.config_path = root / "ferry.toml"
+        self.log_path = root / "ferryd.stderr.log"
+        self.users = dict(users)
+        self.user_args = dict(user_args or {})
+        self.config = {**DEFAULT_CONFIG, **config}
+        self.proc: subprocess.Popen | None = None
+        self.host = ""
+        self.port = 0
+        self.stdout_lines: list[str] = []
+        self._lines: queue.Queue = queue.Queue()
+        self._clients: list = []
+        self._log_file = None
+
+    # --- lifecycle -------------------------------------------------------
+    def add_users(self) -> None:
+        for name, pw in self.users.items():
+            r = run_cli(self.binary,
+                        ["--data-dir", str(self.data_dir), "user", "add", name, "--password-stdin",
+                         *self.user_args.get(name, [])],
+                        stdin=pw + "\n", cwd=self.root)
+            if r.returncode != 0:
+                pytest.fail(f"`ferryd user add {name}` failed (exit {r.returncode}):\n"
+                            f"stdout: {r.stdout.decode(errors='replace')}\n"
+                            f"stderr: {r.stderr.decode(errors='replace')}", pytrace=False)
+
+    def start(self) -> None:
+        write_config(self.config_path, self.config)
+        self._log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(self.binary), "--data-dir", str(self.data_dir), "--config", str(self.config_path),
+             "serve", "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log_file,
+            cwd=self.root,
+        )
+        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                pytest.fail(f"ferryd did not print 'ferryd listening on HOST:PORT' within "
+                            f"{STARTUP_DEADLINE:.0f}s; stdout so far: {self.stdout_lines!r}\n"
+                            f"stderr tail:\n{self.log_tail()}", pytrace=False)
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                rc = self.proc.wait(timeout=5)
+                pytest.fail(f"ferryd exited (code {rc}) before listening; stdout: "
+                            f"{self.stdout_lines!r}\nstderr tail:\n{self.log_tail()}", pytrace=False)
+            m = LISTEN_RE.match(line)
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return
+
+    def _pump_stdout(self) -> None:
+        # Keep draining stdout for the life of the process so it can never
+        # block on a full pipe.
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            self.stdout_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def stop(self) -> int | None:
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._clients.clear()
+        rc = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # this PID only
+            try:
+                rc = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait(timeout=10)
+        elif self.proc is not None:
+            rc = self.proc.returncode
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return rc
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+    # --- clients ---------------------------------------------------------
+    def home(self, user: str = "alice") -> Path:
+        return self.data_dir / "homes" / user
+
+    @property
+    def homes(self) -> dict[str, Path]:
+        return {u: self.home(u) for u in self.users}
+
+    def ftp(self, timeout: float = 10) -> ftplib.FTP:
+        """Connected but not logged in."""
+        ftp = ftplib.FTP(timeout=timeout)
+        ftp.connect(self.host, self.port, timeout=timeout)
+        self._clients.append(ftp)
+        return ftp
+
+    def connect(self, user: str = "alice", password: str | None = None,
+                timeout: float = 10) -> ftplib.FTP:
+        ftp = self.ftp(timeout=timeout)
+        ftp.login(user, password if password is not None else self.users[user])
+        return ftp
+
+    def raw(self, user: str | None = None, timeout: float = 10) -> RawClient:
+        """Raw control connection; greeting consumed; logged in when user given."""
+        c = RawClient(self.host, self.port, timeout=timeout)
+        self._clients.append(c)
+        greet = c.reply()
+        assert greet.code == 220, f"greeting: {greet}"
+        if user is not None:
+            c.login(user, self.users[user])
+        return c
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for srv in getattr(item, "_ferry_servers", []):
+            rep.sections.append((f"ferryd stderr tail (port {srv.port})", srv.log_tail()))
+
+
+@pytest.fixture
+def start_server(request, tmp_path):
+    """Factory: start_server(users=None, user_args=None, **config) -> FerryServer.
+
+    users defaults to alice and bob; user_args adds flags to `user add NAME`
+    (e.g. {"carol": ["--quota", "1000"]}); config keys go to the TOML file."""
+    binary = ferryd_binary()
+    servers: list[FerryServer] = []
+    request.node._ferry_servers = servers
+
+    def start(users: dict[str, str] | None = None, user_args: dict[str, list[str]] | None = None,
+              **config) -> FerryServer:
+        root = tmp_path / f"srv{len(servers)}"
+        root.mkdir()
+        srv = FerryServer(binary, root, PASSWORDS if users is None else users, config, user_args)
+        servers.append(srv)
+        srv.add_users()
+        srv.start()
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def ferry_server(start_server, request):
+    """A default server; indirect parametrization passes a config dict."""
+    cfg = getattr(request, "param", None) or {}
+    return start_server(**cfg)
+
+
+@pytest.fixture
+def ftp(ferry_server) -> ftplib.FTP:
+    """alice, logged in."""
+    return ferry_server.connect("alice")
