@@ -44,8 +44,9 @@ def test_user_list(ferry_server):
 
 @pytest.mark.parametrize("name", ["-bad", ".hidden", "a/b", "x" * 33, "", "sp ace", "ünï"])
 def test_user_add_invalid_name(tmp_path, name):
-    r = run_cli(ferryd_binary(), ["--data-dir", str(tmp_path / "d"), "user", "add", name,
-                                  "--password-stdin"], stdin="pw-12345\n", cwd=tmp_path)
+    # "--" so that clap passes names like "-bad" through to ferryd's own validation
+    r = run_cli(ferryd_binary(), ["--data-dir", str(tmp_path / "d"), "user", "add",
+                                  "--password-stdin", "--", name], stdin="pw-12345\n", cwd=tmp_path)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert r.stderr.decode().startswith("ferryd: error: "), r.stderr
 

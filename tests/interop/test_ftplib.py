@@ -459,6 +459,11 @@ def test_mdtm_missing_550(ftp):
 def test_type(ftp):
     assert ftp.sendcmd("TYPE A")[:3] == "200"
     assert ftp.sendcmd("TYPE I")[:3] == "200"
+    assert ftp.sendcmd("type a")[:3] == "200"
+
+
+def test_type_with_format_arguments(ftp):
+    # RFC 959 5.1 minimum: TYPE ASCII Non-print (the default format); RFC 1123 L 8 == I.
     assert ftp.sendcmd("TYPE A N")[:3] == "200"
     assert ftp.sendcmd("TYPE L 8")[:3] == "200"
 
@@ -528,7 +533,7 @@ def test_epsv_1_and_unknown_proto(ftp):
 
 def test_epsv_all_refuses_pasv_port_eprt(ferry_server, ftp):
     put(ferry_server, "one.txt", b"hello")
-    assert ftp.sendcmd("EPSV ALL")[:3] == "200"
+    assert ftp.sendcmd("EPSV ALL")[:1] == "2"
     assert 500 <= code(ftp.sendcmd, "PASV") < 600
     assert 500 <= code(ftp.sendcmd, "PORT 127,0,0,1,200,10") < 600
     assert 500 <= code(ftp.sendcmd, "EPRT |1|127.0.0.1|51210|") < 600
@@ -546,8 +551,13 @@ def test_epsv_all_refuses_pasv_port_eprt(ferry_server, ftp):
 
 def test_retr_without_pasv_or_port_425(ferry_server, ftp):
     put(ferry_server, "one.txt", b"1")
-    c = code(ftp.sendcmd, "RETR one.txt")
-    assert c in (425, 503), c
+    try:
+        r = ftp.sendcmd("RETR one.txt")
+        if r[:1] == "1":  # 150 first is tolerable, but then it must fail with 425
+            r = ftp.getmultiline()
+    except (ftplib.error_temp, ftplib.error_perm) as e:
+        r = str(e)
+    assert r[:3] in ("425", "503"), r
     assert ftp.voidcmd("NOOP")[:3] == "200"
 
 
@@ -1061,3 +1071,112 @@ def test_homes_on_disk(ferry_server):
         h = ferry_server.home(user)
         assert h.is_dir(), h
         assert (h.stat().st_mode & 0o777) == 0o700, oct(h.stat().st_mode)
+
+
+# ------------------------------------------------------------ extra interop
+
+def test_type_a_upload_crlf_split_across_packets(ferry_server, ftp):
+    lines = [("line %05d " % i + "x" * (i % 97)).encode() for i in range(4000)]
+    wire = b"".join(l + b"\r\n" for l in lines)
+    ftp.voidcmd("TYPE A")
+    host, port = ftp.makepasv()
+    with socket.create_connection((host, port), timeout=10) as conn:
+        assert ftp.sendcmd("STOR split.txt")[:1] == "1"
+        # odd chunk sizes so that many CR/LF pairs straddle two segments
+        pos = 0
+        step = 1
+        while pos < len(wire):
+            n = 4093 if step % 2 else 1
+            conn.sendall(wire[pos:pos + n])
+            pos += n
+            step += 1
+            if step % 50 == 0:
+                time.sleep(0.001)
+    assert ftp.voidresp()[:3] == "226"
+    assert (ferry_server.home() / "split.txt").read_bytes() == b"".join(l + b"\n" for l in lines)
+
+
+def test_type_a_download_large(ferry_server, ftp):
+    body = b"".join(b"row %d\n" % i for i in range(200_000))
+    put(ferry_server, "big.txt", body)
+    got = []
+    ftp.retrlines("RETR big.txt", got.append)
+    assert got == [b"row %d" % i for i in range(200_000)] or \
+        [g.encode() for g in got] == [b"row %d" % i for i in range(200_000)]
+
+
+def test_concurrent_transfers(ferry_server):
+    import threading
+    payloads = {i: os.urandom(3_000_000 + i) for i in range(6)}
+    errors = []
+
+    def worker(i):
+        try:
+            user = "alice" if i % 2 == 0 else "bob"
+            f = ferry_server.connect(user)
+            stor_bytes(f, f"c{i}.bin", payloads[i])
+            assert retr_bytes(f, f"c{i}.bin") == payloads[i]
+        except Exception as e:  # reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "transfer thread hung"
+    assert errors == []
+    for i, data in payloads.items():
+        user = "alice" if i % 2 == 0 else "bob"
+        assert (ferry_server.home(user) / f"c{i}.bin").read_bytes() == data
+
+
+def test_pasv_twice_uses_latest(ferry_server, ftp):
+    put(ferry_server, "p.txt", b"latest")
+    _, port1 = ftplib.parse227(ftp.sendcmd("PASV"))
+    _, port2 = ftplib.parse227(ftp.sendcmd("PASV"))
+    with socket.create_connection(("127.0.0.1", port2), timeout=10) as d:
+        d.settimeout(10)
+        assert ftp.sendcmd("RETR p.txt")[:1] == "1"
+        data = _read_all(d)
+    assert ftp.voidresp()[:3] == "226"
+    assert data == b"latest"
+
+
+def test_port_connect_refused_425(ferry_server, ftp):
+    put(ferry_server, "p.txt", b"x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # nothing listens on that port now
+    assert ftp.sendcmd(f"PORT 127,0,0,1,{port >> 8},{port & 255}")[:3] == "200"
+    try:
+        r = ftp.sendcmd("RETR p.txt")
+        if r[:1] == "1":
+            r = ftp.getmultiline()
+    except (ftplib.error_temp, ftplib.error_perm) as e:
+        r = str(e)
+    assert r[:3] == "425", r
+    assert ftp.voidcmd("NOOP")[:3] == "200"
+
+
+def test_large_directory_listing(ferry_server, ftp):
+    home = ferry_server.home()
+    names = {f"file-{i:05d}.dat" for i in range(3000)}
+    for n in names:
+        (home / n).write_bytes(b"")
+    assert set(ftp.nlst()) == names
+    assert set(list_entries(ftp)) == names
+    assert set(mlsd_entries(ftp)) == names
+
+
+def test_opts_mlst_selects_facts(ferry_server, ftp):
+    # RFC 3659 7.9: OPTS MLST selects the facts that MLST/MLSD report.
+    put(ferry_server, "f.txt", b"abc")
+    resp = ftp.sendcmd("OPTS MLST type;size;")
+    assert resp[:3] == "200"
+    assert resp.rstrip().lower().endswith("type;size;"), resp
+    lines = []
+    ftp.retrlines("MLSD", lines.append)
+    facts = {l.split(" ", 1)[0] for l in lines}
+    assert facts == {"type=file;size=3;"}, lines

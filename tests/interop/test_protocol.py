@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
 import socket
 import time
 
@@ -238,4 +239,30 @@ def test_client_disconnect_mid_session_server_survives(ferry_server):
     c.send(b"PASV\r\n")
     c.close()
     ftp = ferry_server.connect("alice")
+    assert ftp.voidcmd("NOOP")[:3] == "200"
+
+
+def test_idle_timeout_not_during_transfer(start_server):
+    """A slow download longer than idle_timeout_secs must not be cut off."""
+    srv = start_server(idle_timeout_secs=2)
+    payload = os.urandom(8 << 20)
+    (srv.home() / "slow.bin").write_bytes(payload)
+    ftp = srv.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("RETR slow.bin")
+    conn.settimeout(10)
+    got = bytearray()
+    t0 = time.monotonic()
+    with conn:
+        while True:
+            chunk = conn.recv(256 * 1024)
+            if not chunk:
+                break
+            got += chunk
+            if time.monotonic() - t0 < 4.5:
+                time.sleep(0.15)  # ~4.5 s of slow reading, then drain
+    final = ftp.getmultiline()
+    assert final[:3] == "226", f"after {time.monotonic() - t0:.1f}s, {len(got)} of {len(payload)} bytes: {final!r}"
+    assert len(got) == len(payload) and bytes(got) == payload
+    assert time.monotonic() - t0 >= 4
     assert ftp.voidcmd("NOOP")[:3] == "200"

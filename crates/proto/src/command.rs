@@ -81,6 +81,14 @@ pub enum Command {
     Abor,
     Allo(String),
     Site(String),
+    /// AUTH TLS / AUTH SSL (RFC 4217 §4): upgrade the control connection.
+    Auth(String),
+    /// PBSZ n (RFC 4217 §8): only 0 makes sense for TLS.
+    Pbsz(u64),
+    /// PROT C/S/E/P (RFC 4217 §9), upper-cased.
+    Prot(char),
+    /// CCC (RFC 4217 §6): back to a clear control connection.
+    Ccc,
 }
 
 /// Why a line is not a command we can run; each maps to one reply code.
@@ -213,6 +221,20 @@ impl Command {
             "ABOR" => Command::Abor,
             "ALLO" => Command::Allo(need(arg)?),
             "SITE" => Command::Site(need(arg)?),
+            "AUTH" => Command::Auth(need(arg)?.to_ascii_uppercase()),
+            "PBSZ" => Command::Pbsz(
+                need(arg)?
+                    .parse()
+                    .map_err(|_| ParseError::Syntax("PBSZ needs a number".into()))?,
+            ),
+            "PROT" => {
+                let level = need(arg)?.to_ascii_uppercase();
+                match level.as_str() {
+                    "C" | "S" | "E" | "P" => Command::Prot(level.chars().next().unwrap_or('C')),
+                    _ => return Err(ParseError::Syntax("PROT takes C, S, E or P".into())),
+                }
+            }
+            "CCC" => none(arg, Command::Ccc)?,
             _ => return Err(ParseError::Unknown(verb)),
         })
     }
@@ -259,6 +281,10 @@ impl Command {
             Command::Abor => "ABOR",
             Command::Allo(_) => "ALLO",
             Command::Site(_) => "SITE",
+            Command::Auth(_) => "AUTH",
+            Command::Pbsz(_) => "PBSZ",
+            Command::Prot(_) => "PROT",
+            Command::Ccc => "CCC",
         }
     }
 }
@@ -297,7 +323,10 @@ impl fmt::Display for Command {
             | Command::Stor(a)
             | Command::Appe(a)
             | Command::Allo(a)
-            | Command::Site(a) => write!(f, "{verb} {a}"),
+            | Command::Site(a)
+            | Command::Auth(a) => write!(f, "{verb} {a}"),
+            Command::Pbsz(n) => write!(f, "PBSZ {n}"),
+            Command::Prot(level) => write!(f, "PROT {level}"),
             Command::Pass(Secret(p)) => write!(f, "{verb} {p}"),
             Command::Help(a)
             | Command::Stat(a)
@@ -326,7 +355,8 @@ impl fmt::Display for Command {
             | Command::Pwd
             | Command::Cdup
             | Command::Pasv
-            | Command::Abor => f.write_str(verb),
+            | Command::Abor
+            | Command::Ccc => f.write_str(verb),
         }
     }
 }
@@ -447,6 +477,11 @@ mod tests {
             "ABOR",
             "ALLO 1000",
             "SITE HELP",
+            "AUTH TLS",
+            "PBSZ 0",
+            "PROT P",
+            "PROT C",
+            "CCC",
         ] {
             let cmd = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(cmd.to_string(), line, "display of {cmd:?}");

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// `ferry.toml` as written; every key optional.
@@ -23,6 +24,26 @@ pub struct ConfigFile {
     pub max_line: Option<usize>,
     pub max_parallel_logins: Option<usize>,
     pub log: Option<String>,
+    pub tls: Option<TlsMode>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub implicit_tls_listen: Option<String>,
+    pub tls_require_session_reuse: Option<bool>,
+    pub plaintext_logins_from: Option<Vec<IpNet>>,
+    pub max_login_failures: Option<u32>,
+    pub lockout_secs: Option<u64>,
+}
+
+/// How much TLS the server insists on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Every login and every data connection encrypted, from every address.
+    Required,
+    /// FTPS offered; logins in clear only from `plaintext_logins_from`.
+    Optional,
+    /// No FTPS; logins in clear only from `plaintext_logins_from`.
+    Off,
 }
 
 impl ConfigFile {
@@ -58,6 +79,27 @@ pub struct Config {
     pub max_line: usize,
     pub max_parallel_logins: usize,
     pub log: String,
+    pub tls: TlsMode,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub implicit_tls_listen: Option<SocketAddr>,
+    pub tls_require_session_reuse: bool,
+    pub plaintext_logins_from: Vec<IpNet>,
+    /// Failed logins from one address before it is locked out.
+    pub max_login_failures: u32,
+    pub lockout: Duration,
+}
+
+impl Config {
+    /// May a password travel in clear from this address?
+    pub fn plaintext_login_allowed(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.tls != TlsMode::Required
+            && self
+                .plaintext_logins_from
+                .iter()
+                .any(|net| net.contains(&ip))
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2121";
@@ -91,7 +133,30 @@ impl Config {
                 n => Ok(Duration::from_secs(n)),
             }
         };
+        let implicit_tls_listen = file
+            .implicit_tls_listen
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| format!("implicit_tls_listen '{a}' is not IP:PORT"))
+            })
+            .transpose()?;
+        let tls = file.tls.unwrap_or(TlsMode::Optional);
+        if tls == TlsMode::Off && implicit_tls_listen.is_some() {
+            return Err("implicit_tls_listen needs tls = \"optional\" or \"required\"".into());
+        }
+        let loopback: Vec<IpNet> = ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
         Ok(Config {
+            tls,
+            tls_cert: file.tls_cert,
+            tls_key: file.tls_key,
+            implicit_tls_listen,
+            tls_require_session_reuse: file.tls_require_session_reuse.unwrap_or(true),
+            plaintext_logins_from: file.plaintext_logins_from.unwrap_or(loopback),
+            max_login_failures: file.max_login_failures.unwrap_or(10).max(1),
+            lockout: Duration::from_secs(file.lockout_secs.unwrap_or(300)),
             listen,
             data_dir: data_dir
                 .or(file.data_dir)
@@ -144,5 +209,24 @@ mod tests {
         assert!(bad("listen = \"nowhere\""));
         assert!(bad("idle_timeout_secs = 0"));
         assert!(toml::from_str::<ConfigFile>("no_such_key = 1").is_err());
+        assert!(bad("tls = \"off\"\nimplicit_tls_listen = \"127.0.0.1:0\""));
+        assert!(toml::from_str::<ConfigFile>("tls = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn plaintext_logins_default_to_loopback_only() {
+        let c = Config::resolve(ConfigFile::default(), None, None).expect("defaults");
+        assert!(c.plaintext_login_allowed("127.0.0.1".parse().expect("ip")));
+        assert!(c.plaintext_login_allowed("127.0.0.2".parse().expect("ip")));
+        assert!(c.plaintext_login_allowed("::1".parse().expect("ip")));
+        assert!(c.plaintext_login_allowed("::ffff:127.0.0.1".parse().expect("ip")));
+        assert!(!c.plaintext_login_allowed("192.0.2.7".parse().expect("ip")));
+        let file: ConfigFile =
+            toml::from_str("plaintext_logins_from = [\"127.0.0.1/32\"]").expect("toml");
+        let c = Config::resolve(file, None, None).expect("valid");
+        assert!(!c.plaintext_login_allowed("127.0.0.2".parse().expect("ip")));
+        let file: ConfigFile = toml::from_str("tls = \"required\"").expect("toml");
+        let c = Config::resolve(file, None, None).expect("valid");
+        assert!(!c.plaintext_login_allowed("127.0.0.1".parse().expect("ip")));
     }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
+use crate::stream::Stream;
 
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
 #[derive(Debug)]
@@ -28,6 +29,21 @@ pub enum DataPlan {
 
 /// Chunk size for copies through user space (uploads, ASCII, listings).
 pub const CHUNK: usize = 256 * 1024;
+/// Runs one data-channel IO step, failing with `TimedOut` if the peer makes no progress for
+/// `stall`: a client that stops reading or writing must not hold its session forever.
+async fn step<T>(
+    stall: Duration,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(stall, io).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "data connection stalled",
+        )),
+    }
+}
+
 /// Largest single sendfile call; keeps one call short so cancellation stays prompt.
 const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
 
@@ -142,6 +158,7 @@ pub async fn send_file_zero_copy(
     file: &std::fs::File,
     offset: u64,
     sent: &AtomicU64,
+    stall: Duration,
 ) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let mut off =
@@ -152,7 +169,7 @@ pub async fn send_file_zero_copy(
         let want = usize::try_from(end - off)
             .unwrap_or(SENDFILE_CHUNK)
             .min(SENDFILE_CHUNK);
-        stream.writable().await?;
+        step(stall, stream.writable()).await?;
         let res = stream.try_io(Interest::WRITABLE, || {
             nix::sys::sendfile::sendfile(stream.as_fd(), file.as_fd(), Some(&mut off), want)
                 .map_err(io::Error::from)
@@ -173,11 +190,12 @@ pub async fn send_file_zero_copy(
 
 /// Sends a file through user space, converting line ends when `ascii` (TYPE A).
 pub async fn send_file_copy(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     file: std::fs::File,
     offset: u64,
     ascii: bool,
     sent: &AtomicU64,
+    stall: Duration,
 ) -> io::Result<u64> {
     use tokio::io::AsyncSeekExt;
     let mut file = tokio::fs::File::from_std(file);
@@ -200,20 +218,21 @@ pub async fn send_file_copy(
         } else {
             &buf[..n]
         };
-        stream.write_all(out).await?;
+        step(stall, stream.write_all(out)).await?;
         total += out.len() as u64;
         sent.fetch_add(out.len() as u64, Ordering::Relaxed);
     }
-    stream.flush().await?;
+    step(stall, stream.flush()).await?;
     Ok(total)
 }
 
 /// Receives an upload into `file` until the client closes the data connection.
 pub async fn receive_file(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     file: std::fs::File,
     ascii: bool,
     received: &AtomicU64,
+    stall: Duration,
 ) -> io::Result<u64> {
     let mut file = tokio::fs::File::from_std(file);
     let mut buf = vec![0u8; CHUNK];
@@ -221,10 +240,14 @@ pub async fn receive_file(
     let mut converted = Vec::new();
     let mut total = 0u64;
     loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
+        let n = match step(stall, stream.read(&mut buf)).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            // A TLS client that closes without close_notify (common; vsftpd accepts it too by
+            // default): the bytes received so far are the upload.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        };
         total += n as u64;
         received.fetch_add(n as u64, Ordering::Relaxed);
         if ascii {
@@ -245,9 +268,14 @@ pub async fn receive_file(
 }
 
 /// Sends an in-memory listing and closes the connection.
-pub async fn send_bytes(stream: &mut TcpStream, bytes: &[u8], sent: &AtomicU64) -> io::Result<u64> {
-    stream.write_all(bytes).await?;
-    stream.flush().await?;
+pub async fn send_bytes(
+    stream: &mut Stream,
+    bytes: &[u8],
+    sent: &AtomicU64,
+    stall: Duration,
+) -> io::Result<u64> {
+    step(stall, stream.write_all(bytes)).await?;
+    step(stall, stream.flush()).await?;
     sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok(bytes.len() as u64)
 }

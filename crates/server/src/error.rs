@@ -38,6 +38,16 @@ pub enum Error {
     /// 426: the data connection broke or was aborted mid-transfer.
     #[error("{0}")]
     TransferAborted(String),
+    /// 534: refused by the server's security policy (CCC, AUTH with TLS off).
+    #[error("{0}")]
+    Policy(&'static str),
+    /// 521: `tls = "required"` and the data connection is not protected (RFC 4217 §9).
+    #[error("Data connections must be protected: use PROT P")]
+    ProtRequired,
+    /// 522: the TLS handshake on the data connection failed, or did not resume the control
+    /// connection's session while reuse is required.
+    #[error("{0}")]
+    DataTls(String),
     /// 503: data connection setup refused after EPSV ALL.
     #[error("EPSV ALL in effect, use EPSV")]
     EpsvAllOnly,
@@ -79,6 +89,9 @@ impl Error {
             Error::NoDataConnection(text) => Reply::new(425, text),
             Error::TransferAborted(text) => Reply::new(426, text),
             Error::EpsvAllOnly => Reply::new(503, self.to_string()),
+            Error::Policy(text) => Reply::new(534, *text),
+            Error::ProtRequired => Reply::new(521, self.to_string()),
+            Error::DataTls(text) => Reply::new(522, text),
             Error::Io(e) => io_reply(e),
         }
     }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferry_server::auth::Authenticator;
-use ferry_server::config::{Config, ConfigFile, DEFAULT_DATA_DIR};
+use ferry_server::config::{Config, ConfigFile, TlsMode, DEFAULT_DATA_DIR};
 use ferry_server::server::Server;
 use ferry_server::store::Store;
+use ferry_server::tls::{CertSource, Tls};
 use ferry_server::users_cli::{self, UserCommand};
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +76,23 @@ fn serve(
         );
     }
     let auth = Authenticator::new(store, config.max_parallel_logins).map_err(|e| e.to_string())?;
+    let tls = match config.tls {
+        TlsMode::Off => None,
+        TlsMode::Optional | TlsMode::Required => {
+            let (tls, source) = Tls::load(
+                config.tls_cert.as_deref(),
+                config.tls_key.as_deref(),
+                &config.data_dir,
+                config.tls_require_session_reuse,
+            )?;
+            let origin = match source {
+                CertSource::Created(p) => format!("created self-signed {}", p.display()),
+                CertSource::Existing(p) | CertSource::Configured(p) => p.display().to_string(),
+            };
+            println!("tls certificate: {origin} sha256={}", tls.fingerprint);
+            Some(tls)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,6 +102,17 @@ fn serve(
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let implicit = match config.implicit_tls_listen {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("cannot listen on {a}: {e}"))?;
+                let bound = l.local_addr().map_err(|e| e.to_string())?;
+                println!("ferryd implicit ftps on {bound}");
+                Some(l)
+            }
+            None => None,
+        };
         // The one line scripts and tests wait for; stdout so it is not mixed with logs.
         println!("ferryd listening on {addr}");
         use std::io::Write;
@@ -91,7 +120,9 @@ fn serve(
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        Server::new(config, auth, shutdown).serve(listener).await;
+        Server::new(config, auth, tls, shutdown)
+            .serve(listener, implicit)
+            .await;
         Ok::<(), String>(())
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

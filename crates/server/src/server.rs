@@ -19,12 +19,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::hammer::LoginGuard;
 use crate::session::Session;
+use crate::tls::Tls;
 
-/// What every session shares, read-only.
+/// What every session shares.
 pub struct Shared {
     pub config: Config,
     pub auth: Authenticator,
+    /// `None` when `tls = "off"`.
+    pub tls: Option<Tls>,
+    pub guard: LoginGuard,
     pub shutdown: CancellationToken,
 }
 
@@ -71,27 +76,37 @@ impl Drop for PerIpGuard {
 }
 
 impl Server {
-    pub fn new(config: Config, auth: Authenticator, shutdown: CancellationToken) -> Server {
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        tls: Option<Tls>,
+        shutdown: CancellationToken,
+    ) -> Server {
+        let guard = LoginGuard::new(config.max_login_failures, config.lockout);
         Server {
             shared: Arc::new(Shared {
                 config,
                 auth,
+                tls,
+                guard,
                 shutdown,
             }),
         }
     }
 
     /// Accepts sessions until shutdown, then waits up to the grace period for them to end.
-    pub async fn serve(self, listener: TcpListener) {
+    /// `implicit` is the optional implicit-FTPS listener: its sessions start with a handshake.
+    pub async fn serve(self, listener: TcpListener, implicit: Option<TcpListener>) {
         let shared = self.shared;
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(shared.config.max_sessions));
         let per_ip = Arc::new(PerIp::default());
         let next_id = AtomicU64::new(1);
         loop {
-            let accepted = tokio::select! {
+            let (accepted, implicit_tls) = tokio::select! {
                 _ = shared.shutdown.cancelled() => break,
-                a = listener.accept() => a,
+                a = listener.accept() => (a, false),
+                a = accept_optional(implicit.as_ref()) => (a, true),
             };
             let (stream, peer) = match accepted {
                 Ok(a) => a,
@@ -103,6 +118,14 @@ impl Server {
                 }
             };
             let ip = peer.ip().to_canonical();
+            if shared.guard.locked(ip).is_some() {
+                tracing::warn!(%peer, "refused connection from a locked-out address");
+                tracker.spawn(refuse(
+                    stream,
+                    "Too many failed logins from your address; try again later",
+                ));
+                continue;
+            }
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tracker.spawn(refuse(stream, "Too many users, try again later"));
                 continue;
@@ -117,7 +140,7 @@ impl Server {
             };
             configure_control(&stream);
             let id = next_id.fetch_add(1, Ordering::Relaxed);
-            let session = Session::new(id, shared.clone(), stream, peer, local);
+            let session = Session::new(id, shared.clone(), stream, peer, local, implicit_tls);
             tracker.spawn(async move {
                 session.run().await;
                 drop(ip_guard);
@@ -125,6 +148,7 @@ impl Server {
             });
         }
         drop(listener);
+        drop(implicit);
         tracker.close();
         let grace = shared.config.shutdown_grace;
         tracing::info!(
@@ -138,6 +162,16 @@ impl Server {
                 "grace period over, closing remaining sessions"
             );
         }
+    }
+}
+
+/// Accepts on the implicit-TLS listener, or waits forever when there is none.
+async fn accept_optional(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -21,15 +21,18 @@ const FEATURES: &[&str] = &[
 ];
 
 const HELP_COMMANDS: &[&str] = &[
-    " ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD",
-    " MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR RMD",
-    " RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD",
-    " XPWD XRMD",
+    " ABOR ACCT ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP LIST",
+    " MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
+    " QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE",
+    " USER XCUP XCWD XMKD XPWD XRMD",
 ];
 
 impl Session {
     pub(super) async fn feat(&mut self) -> Result<Flow> {
         let mut lines = vec!["Features:".to_owned()];
+        if self.shared.tls.is_some() {
+            lines.extend([" AUTH TLS", " PBSZ", " PROT"].map(str::to_owned));
+        }
         lines.extend(FEATURES.iter().map(|f| (*f).to_owned()));
         lines.push("End".to_owned());
         self.reply(Reply::multi(211, lines)).await?;

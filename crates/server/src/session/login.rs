@@ -15,6 +15,14 @@ impl Session {
         if let State::LoggedIn(_) = self.state {
             return Err(Error::NotLoggedIn("Already logged in; cannot change user"));
         }
+        if !self.stream.is_tls() && !self.shared.config.plaintext_login_allowed(self.peer.ip()) {
+            let text = if self.shared.tls.is_some() {
+                "Login in clear text refused from your address: use FTPS (AUTH TLS)"
+            } else {
+                "Login in clear text refused from your address"
+            };
+            return Err(Error::NotLoggedIn(text));
+        }
         self.reply(Reply::new(331, format!("Password required for {name}")))
             .await?;
         self.state = State::AwaitingPass { user: name };
@@ -30,13 +38,34 @@ impl Session {
                 return Err(Error::BadSequence("Already logged in"));
             }
         };
+        let ip = self.peer.ip();
+        if self.shared.guard.locked(ip).is_some() {
+            self.reply(Reply::new(
+                421,
+                "Too many failed logins from your address; try again later",
+            ))
+            .await?;
+            return Ok(Flow::Close);
+        }
         let account = match self.shared.auth.login(&user, &pass.0).await {
             Ok(account) => account,
             Err(e) => {
-                tracing::info!(user = %user, reason = %e, "login failed");
+                let penalty = self.shared.guard.failure(ip, &user);
+                tracing::info!(user = %user, reason = %e, delay_ms = penalty.delay.as_millis() as u64, "login failed");
+                tokio::time::sleep(penalty.delay).await;
+                if penalty.locked {
+                    tracing::warn!(%ip, lockout_secs = self.shared.config.lockout.as_secs(), "address locked out after repeated login failures");
+                    self.reply(Reply::new(
+                        421,
+                        "Too many failed logins from your address; try again later",
+                    ))
+                    .await?;
+                    return Ok(Flow::Close);
+                }
                 return Err(Error::NotLoggedIn("Login incorrect"));
             }
         };
+        self.shared.guard.success(ip, &user);
         let home = account.home.clone();
         let vfs = match tokio::task::spawn_blocking(move || Vfs::open(&home)).await {
             Ok(Ok(vfs)) => vfs,

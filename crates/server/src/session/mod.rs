@@ -10,6 +10,7 @@
 mod files;
 mod info;
 mod login;
+mod security;
 mod transfer;
 
 use std::collections::VecDeque;
@@ -27,6 +28,8 @@ use crate::auth::Account;
 use crate::data::DataPlan;
 use crate::error::{Error, Result};
 use crate::server::Shared;
+use crate::stream::Stream;
+use crate::tls::SessionToken;
 use crate::vfs::Vfs;
 
 pub use transfer::RunningTransfer;
@@ -66,8 +69,14 @@ enum Flow {
 pub struct Session {
     id: u64,
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Stream,
     framer: LineFramer,
+    /// Bound into this control connection's TLS tickets; data connections must present it.
+    token: SessionToken,
+    /// Start with a TLS handshake (implicit FTPS).
+    implicit_tls: bool,
+    /// PROT P: data connections are TLS.
+    prot_private: bool,
     peer: SocketAddr,
     local: SocketAddr,
     state: State,
@@ -84,13 +93,18 @@ impl Session {
         stream: TcpStream,
         peer: SocketAddr,
         local: SocketAddr,
+        implicit_tls: bool,
     ) -> Session {
         let max_line = shared.config.max_line;
         Session {
             id,
             shared,
-            stream,
+            stream: Stream::Plain(stream),
             framer: LineFramer::new(max_line),
+            token: crate::tls::new_token(),
+            implicit_tls,
+            // Implicit FTPS clients expect protected data without asking (RFC 4217 §2 history).
+            prot_private: implicit_tls,
             peer,
             local,
             state: State::AwaitingUser,
@@ -124,6 +138,9 @@ impl Session {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
+        if self.implicit_tls {
+            self.start_tls().await?;
+        }
         self.reply(Reply::new(220, "Ferry FTP server ready"))
             .await?;
         let shutdown = self.shared.shutdown.clone();
@@ -228,6 +245,10 @@ impl Session {
             Feat => return self.feat().await,
             Help(topic) => return self.help(topic).await,
             Opts(opt) => return self.opts(opt).await,
+            Auth(mechanism) => return self.auth(mechanism).await,
+            Pbsz(size) => return self.pbsz(size).await,
+            Prot(level) => return self.prot(level).await,
+            Ccc => return self.ccc().await,
             _ => {}
         }
         if !matches!(self.state, State::LoggedIn(_)) {
@@ -273,7 +294,8 @@ impl Session {
             Appe(path) => self.stor(path, transfer::StoreKind::Appe).await,
             Stou(path) => self.stou(path).await,
             Abor => self.abor().await,
-            User(_) | Pass(_) | Quit | Noop | Syst | Feat | Help(_) | Opts(_) => Ok(Flow::Continue),
+            User(_) | Pass(_) | Quit | Noop | Syst | Feat | Help(_) | Opts(_) | Auth(_)
+            | Pbsz(_) | Prot(_) | Ccc => Ok(Flow::Continue),
         }
     }
 

@@ -19,8 +19,12 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::{Flow, Session};
+use crate::config::TlsMode;
 use crate::data::{self, DataPlan};
 use crate::error::{Error, Result};
+use crate::server::Shared;
+use crate::stream::Stream;
+use crate::tls::SessionToken;
 use crate::vfs::WriteMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,14 +124,30 @@ async fn open_data(
 /// Everything a transfer task needs to get its data connection.
 struct DataTarget {
     plan: DataPlan,
+    /// PROT P: wrap the connection in TLS, resuming the control session.
+    protect: Option<(Arc<Shared>, SessionToken)>,
     peer_ip: IpAddr,
     local_ip: IpAddr,
     timeout: Duration,
+    /// Longest wait for the peer to make progress once connected.
+    stall: Duration,
 }
 
 impl DataTarget {
-    async fn connect(self) -> Result<TcpStream> {
-        open_data(self.plan, self.peer_ip, self.local_ip, self.timeout).await
+    async fn connect(self) -> Result<Stream> {
+        let tcp = open_data(self.plan, self.peer_ip, self.local_ip, self.timeout).await?;
+        let Some((shared, token)) = self.protect else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let tls = shared
+            .tls
+            .as_ref()
+            .ok_or_else(|| Error::DataTls("TLS is not configured".into()))?;
+        let stream = tls
+            .accept_data(tcp, token, self.timeout)
+            .await
+            .map_err(Error::DataTls)?;
+        Ok(Stream::Tls(Box::new(stream)))
     }
 }
 
@@ -206,15 +226,22 @@ impl Session {
         let peer_ip = self.peer.ip();
         let local_ip = self.local_ip();
         let timeout = self.shared.config.data_timeout;
+        let stall = self.shared.config.idle_timeout;
+        if self.shared.config.tls == TlsMode::Required && !self.prot_private {
+            return Err(Error::ProtRequired);
+        }
+        let protect = self.prot_private.then(|| (self.shared.clone(), self.token));
         let plan =
             self.client()?.data.take().ok_or_else(|| {
                 Error::NoDataConnection("Use PASV, EPSV, PORT or EPRT first".into())
             })?;
         Ok(DataTarget {
             plan,
+            protect,
             peer_ip,
             local_ip,
             timeout,
+            stall,
         })
     }
 
@@ -304,11 +331,14 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {
+            let stall = target.stall;
             let mut stream = target.connect().await?;
-            let n = if ascii {
-                data::send_file_copy(&mut stream, file, offset, true, &sent).await
-            } else {
-                data::send_file_zero_copy(&mut stream, &file, offset, &sent).await
+            let n = match &mut stream {
+                // Zero-copy only where the kernel sees the plain bytes.
+                Stream::Plain(tcp) if !ascii => {
+                    data::send_file_zero_copy(tcp, &file, offset, &sent, stall).await
+                }
+                _ => data::send_file_copy(&mut stream, file, offset, ascii, &sent, stall).await,
             }
             .map_err(classify)?;
             stream.shutdown().await.map_err(classify)?;
@@ -360,8 +390,9 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let received = progress.clone();
         let task = async move {
+            let stall = target.stall;
             let mut stream = target.connect().await?;
-            data::receive_file(&mut stream, file, ascii, &received)
+            data::receive_file(&mut stream, file, ascii, &received, stall)
                 .await
                 .map_err(classify)
         };
@@ -429,8 +460,9 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {
+            let stall = target.stall;
             let mut stream = target.connect().await?;
-            let n = data::send_bytes(&mut stream, text.as_bytes(), &sent)
+            let n = data::send_bytes(&mut stream, text.as_bytes(), &sent, stall)
                 .await
                 .map_err(classify)?;
             stream.shutdown().await.map_err(classify)?;

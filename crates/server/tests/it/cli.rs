@@ -3,7 +3,11 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::harness::{add_user, cli, curl, TestServer, ALICE_PW, BOB_PW};
+use std::time::Duration;
+
+use crate::harness::{
+    add_user, cli, curl, ferryd_command, Background, TestServer, ALICE_PW, BOB_PW,
+};
 
 fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::Builder::new()
@@ -103,6 +107,12 @@ fn user_add_duplicate_is_rejected() {
 #[test]
 fn user_add_rejects_invalid_names() {
     let (_tmp, data) = data_dir();
+    // Boundary: exactly 32 allowed characters is fine (also creates the database, so the
+    // `user list` below has something to read).
+    let max = format!("A.b_c-{}", "z".repeat(26));
+    assert_eq!(max.len(), 32);
+    add_user(&data, &max, "pw", &[]);
+
     let too_long = "a".repeat(40);
     for name in ["", "-x", "a/b", "../x", ".hidden", "a b", too_long.as_str()] {
         let out = cli(
@@ -129,11 +139,11 @@ fn user_add_rejects_invalid_names() {
             "invalid name {bad:?} was stored:\n{list}"
         );
     }
-
-    // Boundary: exactly 32 allowed characters is fine.
-    let max = format!("A.b_c-{}", "z".repeat(26));
-    assert_eq!(max.len(), 32);
-    add_user(&data, &max, "pw", &[]);
+    assert_eq!(
+        list_lines_for(&list.stdout_str(), &max).len(),
+        1,
+        "32-char name should be listed:\n{list}"
+    );
 }
 
 #[test]
@@ -267,4 +277,48 @@ fn serve_on_empty_data_dir_creates_first_user_once() {
         server.startup_stdout
     );
     curl(&["-u", &format!("ferry:{pw}"), &server.bare_url("")]).assert_ok();
+}
+
+/// Several admins (or provisioning scripts) adding users at the same moment to a data dir
+/// that has no database yet must all succeed: SQLite contention has to be waited out, not
+/// reported as `database is locked`. The race window is small, so try several rounds.
+#[test]
+fn concurrent_user_adds_on_fresh_data_dir() {
+    const ROUNDS: usize = 12;
+    const WRITERS: usize = 6;
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let (_tmp, data) = data_dir();
+        let jobs: Vec<Background> = (0..WRITERS)
+            .map(|i| {
+                let mut cmd = ferryd_command(&data);
+                cmd.args(["user", "add", &format!("u{i}"), "--password-stdin"]);
+                Background::spawn(&mut cmd, Some(b"pw\n"))
+            })
+            .collect();
+        for job in jobs {
+            let out = job.wait(Duration::from_secs(60));
+            if !out.success() {
+                failures.push(format!("round {round}:\n{out}"));
+            }
+        }
+        if failures.is_empty() {
+            let list = cli(&data, &["user", "list"], None);
+            list.assert_ok();
+            for i in 0..WRITERS {
+                assert_eq!(
+                    list_lines_for(&list.stdout_str(), &format!("u{i}")).len(),
+                    1,
+                    "round {round}: u{i} missing:\n{list}"
+                );
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} concurrent `user add`s failed:\n{}",
+        failures.len(),
+        ROUNDS * WRITERS,
+        failures.join("\n")
+    );
 }

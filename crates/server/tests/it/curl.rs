@@ -149,6 +149,19 @@ fn resume_download_with_continue_at() {
         "curl should have resumed with REST 100000 / 350:\n{out}"
     );
     assert_bytes_eq("resumed download", &read(&local), &data);
+
+    // Upload resume: the server has a prefix, curl -C - -T appends the rest (SIZE + APPE).
+    let remote_part = server.home("alice").join("part.bin");
+    fs::write(&remote_part, &data[..123_456]).expect("plant partial upload");
+    curl(&[
+        "-C",
+        "-",
+        "-T",
+        path_str(&local),
+        &server.url("alice", "part.bin"),
+    ])
+    .assert_ok();
+    assert_bytes_eq("resumed upload", &read(&remote_part), &data);
 }
 
 #[test]
