@@ -59,6 +59,8 @@ def toml_value(v) -> str:
         return str(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"unsupported TOML value {v!r}")
 
 

@@ -114,6 +114,25 @@ impl Store {
             source,
         })?;
 
+        // Switching a new database to WAL and migrating it take locks that SQLite's busy handler
+        // does not wait for, so two processes starting at once (two `user add`s on a fresh data
+        // dir) could fail with "database is locked". An advisory lock serialises set-up.
+        let lock_path = data_dir.join(".ferry.db.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Io {
+                context: format!("opening {}", lock_path.display()),
+                source,
+            })?;
+        let _setup_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| StoreError::Io {
+            context: format!("locking {}", lock_path.display()),
+            source: std::io::Error::from(errno),
+        })?;
+
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // journal_mode returns the resulting mode as a row, so it needs the _and_check form.

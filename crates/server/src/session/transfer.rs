@@ -392,9 +392,13 @@ impl Session {
         let task = async move {
             let stall = target.stall;
             let mut stream = target.connect().await?;
-            data::receive_file(&mut stream, file, ascii, &received, stall)
+            let n = data::receive_file(&mut stream, file, ascii, &received, stall)
                 .await
-                .map_err(classify)
+                .map_err(classify)?;
+            // Answer the client's TLS close_notify with ours (ftplib waits for it). The upload
+            // is complete either way, so a failure here changes nothing.
+            let _ = tokio::time::timeout(stall, stream.shutdown()).await;
+            Ok(n)
         };
         let text = if verb == "STOU" {
             format!("FILE: {path}")

@@ -284,7 +284,7 @@ fn serve_on_empty_data_dir_creates_first_user_once() {
 /// reported as `database is locked`. The race window is small, so try several rounds.
 #[test]
 fn concurrent_user_adds_on_fresh_data_dir() {
-    const ROUNDS: usize = 12;
+    const ROUNDS: usize = 20;
     const WRITERS: usize = 6;
     let mut failures = Vec::new();
     for round in 0..ROUNDS {
