@@ -28,6 +28,49 @@ pub enum DataType {
     Image,
 }
 
+/// Hash algorithms of the HASH command (draft-bryan-ftpext-hash) and the legacy X-commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlgo {
+    Sha256,
+    Sha512,
+    Sha1,
+    Md5,
+    Crc32,
+}
+
+impl HashAlgo {
+    pub const ALL: [HashAlgo; 5] = [
+        HashAlgo::Sha256,
+        HashAlgo::Sha512,
+        HashAlgo::Sha1,
+        HashAlgo::Md5,
+        HashAlgo::Crc32,
+    ];
+
+    /// The name used in FEAT, OPTS HASH and 213 replies ("SHA-256").
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Sha256 => "SHA-256",
+            HashAlgo::Sha512 => "SHA-512",
+            HashAlgo::Sha1 => "SHA-1",
+            HashAlgo::Md5 => "MD5",
+            HashAlgo::Crc32 => "CRC32",
+        }
+    }
+
+    /// Parses a name case-insensitively ("sha-256", "SHA256" too).
+    pub fn from_name(name: &str) -> Option<HashAlgo> {
+        let norm: String = name
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        HashAlgo::ALL
+            .into_iter()
+            .find(|a| a.name().replace('-', "") == norm)
+    }
+}
+
 /// The argument of EPSV (RFC 2428 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EpsvArg {
@@ -89,6 +132,16 @@ pub enum Command {
     Prot(char),
     /// CCC (RFC 4217 §6): back to a clear control connection.
     Ccc,
+    /// HASH path (draft-bryan-ftpext-hash).
+    Hash(String),
+    /// RANG start end (draft-bryan-ftp-range): byte range for the next HASH (or RETR/STOR).
+    Rang(u64, u64),
+    /// XMD5/XSHA1/XSHA256/XSHA512/XCRC path [start end]: the legacy hash commands.
+    XHash {
+        algo: HashAlgo,
+        path: String,
+        range: Option<(u64, u64)>,
+    },
 }
 
 /// Why a line is not a command we can run; each maps to one reply code.
@@ -130,7 +183,7 @@ impl Command {
         if verb.is_empty() {
             return Err(ParseError::Syntax("empty command".into()));
         }
-        if verb.len() > MAX_VERB || !verb.iter().all(u8::is_ascii_alphabetic) {
+        if verb.len() > MAX_VERB || !verb.iter().all(u8::is_ascii_alphanumeric) {
             let shown = String::from_utf8_lossy(&verb[..verb.len().min(MAX_VERB)]).to_uppercase();
             return Err(ParseError::Unknown(shown));
         }
@@ -235,6 +288,29 @@ impl Command {
                 }
             }
             "CCC" => none(arg, Command::Ccc)?,
+            "HASH" => Command::Hash(need(arg)?),
+            "RANG" => {
+                let a = need(arg)?;
+                let nums: Vec<&str> = a.split_whitespace().collect();
+                match nums.as_slice() {
+                    [s, e] => match (s.parse(), e.parse()) {
+                        (Ok(s), Ok(e)) => Command::Rang(s, e),
+                        _ => return Err(ParseError::Syntax("RANG needs two byte offsets".into())),
+                    },
+                    _ => return Err(ParseError::Syntax("RANG needs two byte offsets".into())),
+                }
+            }
+            "XMD5" | "XSHA1" | "XSHA256" | "XSHA512" | "XCRC" => {
+                let algo = match verb.as_str() {
+                    "XMD5" => HashAlgo::Md5,
+                    "XSHA1" => HashAlgo::Sha1,
+                    "XSHA256" => HashAlgo::Sha256,
+                    "XSHA512" => HashAlgo::Sha512,
+                    _ => HashAlgo::Crc32,
+                };
+                let (path, range) = split_legacy_range(&need(arg)?);
+                Command::XHash { algo, path, range }
+            }
             _ => return Err(ParseError::Unknown(verb)),
         })
     }
@@ -285,8 +361,32 @@ impl Command {
             Command::Pbsz(_) => "PBSZ",
             Command::Prot(_) => "PROT",
             Command::Ccc => "CCC",
+            Command::Hash(_) => "HASH",
+            Command::Rang(..) => "RANG",
+            Command::XHash { algo, .. } => match algo {
+                HashAlgo::Md5 => "XMD5",
+                HashAlgo::Sha1 => "XSHA1",
+                HashAlgo::Sha256 => "XSHA256",
+                HashAlgo::Sha512 => "XSHA512",
+                HashAlgo::Crc32 => "XCRC",
+            },
         }
     }
+}
+
+/// "path [start end]" of the legacy hash commands: a trailing pair of numbers is the range
+/// (so a file literally named "a 1 2" cannot be hashed whole with them; HASH has no such limit).
+fn split_legacy_range(arg: &str) -> (String, Option<(u64, u64)>) {
+    let mut parts = arg.rsplitn(3, ' ');
+    let (end, start, path) = (parts.next(), parts.next(), parts.next());
+    if let (Some(e), Some(s), Some(p)) = (end, start, path) {
+        if let (Ok(s), Ok(e)) = (s.parse(), e.parse()) {
+            if !p.is_empty() {
+                return (p.to_owned(), Some((s, e)));
+            }
+        }
+    }
+    (arg.to_owned(), None)
 }
 
 fn parse_type(arg: &str) -> Result<DataType, ParseError> {
@@ -324,7 +424,13 @@ impl fmt::Display for Command {
             | Command::Appe(a)
             | Command::Allo(a)
             | Command::Site(a)
-            | Command::Auth(a) => write!(f, "{verb} {a}"),
+            | Command::Auth(a)
+            | Command::Hash(a) => write!(f, "{verb} {a}"),
+            Command::Rang(s, e) => write!(f, "RANG {s} {e}"),
+            Command::XHash { path, range, .. } => match range {
+                Some((s, e)) => write!(f, "{verb} {path} {s} {e}"),
+                None => write!(f, "{verb} {path}"),
+            },
             Command::Pbsz(n) => write!(f, "PBSZ {n}"),
             Command::Prot(level) => write!(f, "PROT {level}"),
             Command::Pass(Secret(p)) => write!(f, "{verb} {p}"),
@@ -415,6 +521,31 @@ mod tests {
     }
 
     #[test]
+    fn hash_commands() {
+        assert_eq!(
+            parse("XSHA256 my file.bin 0 100"),
+            Ok(Command::XHash {
+                algo: HashAlgo::Sha256,
+                path: "my file.bin".into(),
+                range: Some((0, 100))
+            })
+        );
+        assert_eq!(
+            parse("xcrc 1 2"),
+            Ok(Command::XHash {
+                algo: HashAlgo::Crc32,
+                path: "1 2".into(),
+                range: None
+            })
+        );
+        assert!(matches!(parse("RANG 1"), Err(ParseError::Syntax(_))));
+        assert_eq!(HashAlgo::from_name("sha256"), Some(HashAlgo::Sha256));
+        assert_eq!(HashAlgo::from_name("SHA-512"), Some(HashAlgo::Sha512));
+        assert_eq!(HashAlgo::from_name("crc32"), Some(HashAlgo::Crc32));
+        assert_eq!(HashAlgo::from_name("sha3"), None);
+    }
+
+    #[test]
     fn type_forms() {
         assert_eq!(parse("TYPE A"), Ok(Command::Type(DataType::Ascii)));
         assert_eq!(parse("TYPE a n"), Ok(Command::Type(DataType::Ascii)));
@@ -482,6 +613,13 @@ mod tests {
             "PROT P",
             "PROT C",
             "CCC",
+            "HASH a file",
+            "RANG 0 99",
+            "XMD5 f",
+            "XSHA256 a b 0 10",
+            "XCRC f 5 6",
+            "XSHA1 f",
+            "XSHA512 f",
         ] {
             let cmd = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(cmd.to_string(), line, "display of {cmd:?}");

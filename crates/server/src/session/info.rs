@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 const FEATURES: &[&str] = &[
     " EPRT",
     " EPSV",
+    " HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32",
     " MDTM",
     " MLST type*;size*;modify*;perm*;unique*;",
     " PASV",
@@ -23,8 +24,8 @@ const FEATURES: &[&str] = &[
 const HELP_COMMANDS: &[&str] = &[
     " ABOR ACCT ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP LIST",
     " MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-    " QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE",
-    " USER XCUP XCWD XMKD XPWD XRMD",
+    " QUIT RANG REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST",
+    " TYPE USER XCRC XCUP XCWD XMD5 XMKD XPWD XRMD XSHA1 XSHA256 XSHA512 HASH",
 ];
 
 impl Session {
@@ -72,6 +73,7 @@ impl Session {
                 self.ok(200, "MLST OPTS type;size;modify;perm;unique;")
                     .await
             }
+            (Some("HASH"), algo) => self.opts_hash(algo.map(str::to_owned)).await,
             _ => Err(Error::BadArgument(format!("Option not understood: {opt}"))),
         }
     }

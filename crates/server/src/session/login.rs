@@ -3,7 +3,7 @@
 //! The password check itself runs on the blocking pool inside [`crate::auth::Authenticator`];
 //! unknown users and wrong passwords get the same reply after the same work.
 
-use ferry_proto::command::{DataType, Secret};
+use ferry_proto::command::{DataType, HashAlgo, Secret};
 use ferry_proto::{Reply, VirtualPath};
 
 use super::{Client, Flow, Session, State};
@@ -86,6 +86,8 @@ impl Session {
             rename_from: None,
             epsv_all: false,
             data: None,
+            hash_algo: HashAlgo::Sha256,
+            range: None,
         }));
         self.reply(Reply::new(230, "Login successful")).await?;
         Ok(Flow::Continue)

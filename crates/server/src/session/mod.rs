@@ -9,6 +9,7 @@
 
 mod files;
 mod info;
+mod integrity;
 mod login;
 mod security;
 mod transfer;
@@ -17,7 +18,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferry_proto::command::DataType;
+use ferry_proto::command::{DataType, HashAlgo};
 use ferry_proto::{Command, LineError, LineFramer, Reply, VirtualPath};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -57,6 +58,10 @@ struct Client {
     rename_from: Option<VirtualPath>,
     epsv_all: bool,
     data: Option<DataPlan>,
+    /// Algorithm chosen with OPTS HASH.
+    hash_algo: HashAlgo,
+    /// Byte range from RANG, used by the next HASH.
+    range: Option<(u64, u64)>,
 }
 
 /// What the loop does after a command.
@@ -294,6 +299,9 @@ impl Session {
             Appe(path) => self.stor(path, transfer::StoreKind::Appe).await,
             Stou(path) => self.stou(path).await,
             Abor => self.abor().await,
+            Hash(path) => self.hash(path).await,
+            Rang(start, end) => self.rang(start, end).await,
+            XHash { algo, path, range } => self.xhash(algo, path, range).await,
             User(_) | Pass(_) | Quit | Noop | Syst | Feat | Help(_) | Opts(_) | Auth(_)
             | Pbsz(_) | Prot(_) | Ccc => Ok(Flow::Continue),
         }

@@ -17,6 +17,7 @@ use ferry_proto::{addr, Reply, VirtualPath};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Flow, Session};
 use crate::config::TlsMode;
@@ -40,18 +41,23 @@ pub(super) enum StoreKind {
     Appe,
 }
 
-/// A transfer running in its own task while the session keeps reading commands.
+/// A transfer (or other long job, like HASH) running in its own task while the session keeps
+/// reading commands. The task ends with the reply that reports it.
 pub struct RunningTransfer {
-    handle: JoinHandle<Result<u64>>,
+    handle: JoinHandle<Result<Reply>>,
     progress: Arc<AtomicU64>,
     /// "RETR /path" for STAT and logs.
     label: String,
     started: Instant,
+    /// Cancelled when the job is aborted or the session ends: blocking work that the task
+    /// handed to another thread (hashing) checks it and stops, so nothing runs on unseen.
+    cancel: CancellationToken,
 }
 
 impl RunningTransfer {
     /// Stops the transfer; its data connection closes as the task is dropped.
     pub fn cancel(self) {
+        self.cancel.cancel();
         self.handle.abort();
     }
 
@@ -76,7 +82,7 @@ pub(super) fn is_urgent(line: &[u8]) -> bool {
 }
 
 /// Waits for the running transfer to end (pending forever when there is none). Cancel-safe.
-pub(super) async fn wait(transfer: &mut Option<RunningTransfer>) -> Result<u64> {
+pub(super) async fn wait(transfer: &mut Option<RunningTransfer>) -> Result<Reply> {
     match transfer {
         Some(t) => match (&mut t.handle).await {
             Ok(result) => result,
@@ -245,7 +251,7 @@ impl Session {
         })
     }
 
-    /// Answers 150 and starts the child task.
+    /// Answers 150 and starts the child task, which reports 226 when it succeeds.
     async fn start_transfer<F>(
         &mut self,
         preliminary: String,
@@ -257,17 +263,33 @@ impl Session {
         F: std::future::Future<Output = Result<u64>> + Send + 'static,
     {
         self.reply(Reply::new(150, preliminary)).await?;
+        let done = async move { task.await.map(|_| Reply::new(226, "Transfer complete")) };
+        self.start_job(label, progress, CancellationToken::new(), done);
+        Ok(Flow::Continue)
+    }
+
+    /// Runs `task` as the session's child job; its reply is sent when it ends. ABOR cancels
+    /// `cancel` and the task.
+    pub(super) fn start_job<F>(
+        &mut self,
+        label: String,
+        progress: Arc<AtomicU64>,
+        cancel: CancellationToken,
+        task: F,
+    ) where
+        F: std::future::Future<Output = Result<Reply>> + Send + 'static,
+    {
         self.transfer = Some(RunningTransfer {
             handle: tokio::spawn(task),
             progress,
             label,
             started: Instant::now(),
+            cancel,
         });
-        Ok(Flow::Continue)
     }
 
     /// Reports a finished transfer: 226, or the error's reply; one log line either way.
-    pub(super) async fn finish_transfer(&mut self, result: Result<u64>) -> std::io::Result<()> {
+    pub(super) async fn finish_transfer(&mut self, result: Result<Reply>) -> std::io::Result<()> {
         let Some(t) = self.transfer.take() else {
             return Ok(());
         };
@@ -287,7 +309,7 @@ impl Session {
             }
         }
         let reply = match result {
-            Ok(_) => Reply::new(226, "Transfer complete"),
+            Ok(reply) => reply,
             Err(e) => e.reply(),
         };
         self.reply(reply).await
@@ -296,6 +318,7 @@ impl Session {
     pub(super) async fn abor(&mut self) -> Result<Flow> {
         match self.transfer.take() {
             Some(t) => {
+                t.cancel.cancel();
                 t.handle.abort();
                 let label = t.label.clone();
                 let bytes = t.progress.load(Ordering::Relaxed);
