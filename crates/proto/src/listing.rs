@@ -119,44 +119,121 @@ fn push_rwx(mode: u32, out: &mut String) {
 /// read gives files `r` and dirs `e`,`l`; write gives files `a`,`d`,`f`,`w` and dirs
 /// `c`,`d`,`f`,`m`,`p` (letters kept in alphabetical order). `unique` is `DEVxINO` in hex.
 pub fn mlsx_facts(e: &Entry, out: &mut String) {
+    mlsx_facts_selected(e, Facts::ALL, out)
+}
+
+/// The MLST facts a client asked for with `OPTS MLST` (RFC 3659 §7.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub kind: bool,
+    pub size: bool,
+    pub modify: bool,
+    pub perm: bool,
+    pub unique: bool,
+}
+
+impl Facts {
+    pub const ALL: Facts = Facts {
+        kind: true,
+        size: true,
+        modify: true,
+        perm: true,
+        unique: true,
+    };
+
+    /// Parses the argument of `OPTS MLST`, e.g. "type;size;" (case-insensitive); unknown
+    /// facts are ignored, as the RFC asks.
+    pub fn parse(list: &str) -> Facts {
+        let mut f = Facts {
+            kind: false,
+            size: false,
+            modify: false,
+            perm: false,
+            unique: false,
+        };
+        for name in list.split(';').map(|n| n.trim().to_ascii_lowercase()) {
+            match name.as_str() {
+                "type" => f.kind = true,
+                "size" => f.size = true,
+                "modify" => f.modify = true,
+                "perm" => f.perm = true,
+                "unique" => f.unique = true,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// "type;size;" — the facts in force, for the 200 reply to `OPTS MLST`.
+    pub fn names(&self) -> String {
+        let mut s = String::new();
+        for (on, name) in [
+            (self.kind, "type"),
+            (self.size, "size"),
+            (self.modify, "modify"),
+            (self.perm, "perm"),
+            (self.unique, "unique"),
+        ] {
+            if on {
+                s.push_str(name);
+                s.push(';');
+            }
+        }
+        s
+    }
+}
+
+/// Like [`mlsx_facts`], with only the selected facts.
+pub fn mlsx_facts_selected(e: &Entry, facts: Facts, out: &mut String) {
     let is_dir = e.kind == EntryKind::Dir;
     let readable = e.mode & 0o400 != 0;
     let writable = e.mode & 0o200 != 0;
 
-    out.push_str(if is_dir { "type=dir;" } else { "type=file;" });
-    if !is_dir {
+    if facts.kind {
+        out.push_str(if is_dir { "type=dir;" } else { "type=file;" });
+    }
+    if facts.size && !is_dir {
         let _ = write!(out, "size={};", e.size);
     }
-    out.push_str("modify=");
-    out.push_str(&format_mdtm(e.mtime));
-    out.push_str(";perm=");
-    // Each letter is paired with the owner bit that grants it; order is alphabetical.
-    let letters: &[(char, bool)] = if is_dir {
-        &[
-            ('c', writable),
-            ('d', writable),
-            ('e', readable),
-            ('f', writable),
-            ('l', readable),
-            ('m', writable),
-            ('p', writable),
-        ]
-    } else {
-        &[
-            ('a', writable),
-            ('d', writable),
-            ('f', writable),
-            ('r', readable),
-            ('w', writable),
-        ]
-    };
-    for &(c, granted) in letters {
-        if granted {
-            out.push(c);
-        }
+    if facts.modify {
+        out.push_str("modify=");
+        out.push_str(&format_mdtm(e.mtime));
+        out.push(';');
     }
-    let (dev, ino) = e.unique;
-    let _ = write!(out, ";unique={dev:x}x{ino:x}; ");
+    if facts.perm {
+        out.push_str("perm=");
+        // Each letter is paired with the owner bit that grants it; order is alphabetical.
+        let letters: &[(char, bool)] = if is_dir {
+            &[
+                ('c', writable),
+                ('d', writable),
+                ('e', readable),
+                ('f', writable),
+                ('l', readable),
+                ('m', writable),
+                ('p', writable),
+            ]
+        } else {
+            &[
+                ('a', writable),
+                ('d', writable),
+                ('f', writable),
+                ('r', readable),
+                ('w', writable),
+            ]
+        };
+        for &(c, granted) in letters {
+            if granted {
+                out.push(c);
+            }
+        }
+        out.push(';');
+    }
+    if facts.unique {
+        let (dev, ino) = e.unique;
+        let _ = write!(out, "unique={dev:x}x{ino:x};");
+    }
+    out.push(' ');
     out.push_str(&e.name);
 }
 
@@ -548,5 +625,26 @@ mod tests {
             "type=file;size=18446744073709551615;modify=20251123035700;perm=adfrw;\
              unique=ffffffffffffffffxffffffffffffffff; u"
         );
+    }
+
+    #[test]
+    fn opts_mlst_selects_facts() {
+        let f = Facts::parse("Type;size;bogus;");
+        assert_eq!(f.names(), "type;size;");
+        let e = Entry {
+            name: "a.txt".into(),
+            kind: EntryKind::File,
+            size: 7,
+            mtime: 0,
+            mode: 0o644,
+            nlink: 1,
+            unique: (1, 2),
+        };
+        let mut out = String::new();
+        mlsx_facts_selected(&e, f, &mut out);
+        assert_eq!(out, "type=file;size=7; a.txt");
+        let mut out = String::new();
+        mlsx_facts_selected(&e, Facts::parse(""), &mut out);
+        assert_eq!(out, " a.txt");
     }
 }

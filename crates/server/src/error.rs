@@ -48,6 +48,10 @@ pub enum Error {
     /// connection's session while reuse is required.
     #[error("{0}")]
     DataTls(String),
+    /// 522: EPSV/EPRT for a network protocol this connection cannot use (RFC 2428 §2);
+    /// the text names the one it can.
+    #[error("Network protocol not supported, use ({0})")]
+    NetworkProtocol(u8),
     /// 503: data connection setup refused after EPSV ALL.
     #[error("EPSV ALL in effect, use EPSV")]
     EpsvAllOnly,
@@ -90,6 +94,7 @@ impl Error {
             Error::TransferAborted(text) => Reply::new(426, text),
             Error::EpsvAllOnly => Reply::new(503, self.to_string()),
             Error::Policy(text) => Reply::new(534, *text),
+            Error::NetworkProtocol(_) => Reply::new(522, self.to_string()),
             Error::ProtRequired => Reply::new(521, self.to_string()),
             Error::DataTls(text) => Reply::new(522, text),
             Error::Io(e) => io_reply(e),

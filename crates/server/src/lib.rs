@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod hammer;
+pub mod hash;
 pub mod server;
 pub mod session;
 pub mod size;

@@ -94,7 +94,7 @@ impl Session {
         let mut entry = vfs.run(move |v| v.stat(&p)).await?;
         entry.name = path.as_str().to_owned();
         let mut facts = String::from(" ");
-        listing::mlsx_facts(&entry, &mut facts);
+        listing::mlsx_facts_selected(&entry, self.mlst_facts, &mut facts);
         let lines = vec![format!("Listing {path}"), facts, "End".to_owned()];
         self.reply(Reply::multi(250, lines)).await?;
         Ok(Flow::Continue)

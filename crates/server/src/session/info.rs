@@ -69,9 +69,11 @@ impl Session {
             (Some("UTF8" | "UTF-8"), Some("ON" | "OFF") | None) => {
                 self.ok(200, "Always in UTF8 mode").await
             }
-            (Some("MLST"), _) => {
-                self.ok(200, "MLST OPTS type;size;modify;perm;unique;")
-                    .await
+            (Some("MLST"), facts) => {
+                // The original case of the list does not matter: fact names are case-insensitive.
+                self.mlst_facts = ferry_proto::listing::Facts::parse(facts.unwrap_or(""));
+                let names = self.mlst_facts.names();
+                self.ok(200, &format!("MLST OPTS {names}")).await
             }
             (Some("HASH"), algo) => self.opts_hash(algo.map(str::to_owned)).await,
             _ => Err(Error::BadArgument(format!("Option not understood: {opt}"))),

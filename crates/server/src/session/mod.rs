@@ -82,6 +82,8 @@ pub struct Session {
     implicit_tls: bool,
     /// PROT P: data connections are TLS.
     prot_private: bool,
+    /// Facts chosen with OPTS MLST for MLSD/MLST.
+    mlst_facts: ferry_proto::listing::Facts,
     peer: SocketAddr,
     local: SocketAddr,
     state: State,
@@ -110,6 +112,7 @@ impl Session {
             implicit_tls,
             // Implicit FTPS clients expect protected data without asking (RFC 4217 §2 history).
             prot_private: implicit_tls,
+            mlst_facts: ferry_proto::listing::Facts::ALL,
             peer,
             local,
             state: State::AwaitingUser,
@@ -195,6 +198,8 @@ impl Session {
                 }
                 outcome = transfer::wait(&mut self.transfer), if transfer_running => {
                     self.finish_transfer(outcome).await?;
+                    // Time spent transferring is not idle time.
+                    idle_deadline = Instant::now() + self.shared.config.idle_timeout;
                     if shutting_down {
                         self.reply(Reply::new(421, "Server shutting down")).await?;
                         return Ok(());
@@ -210,11 +215,33 @@ impl Session {
                         return Ok(());
                     }
                     self.framer.push(&read_buf[..n]);
+                    self.drain_after_urgent_mark(&mut read_buf);
                 }
                 _ = tokio::time::sleep_until(idle_deadline), if !transfer_running => {
                     self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Clients such as Python's ftplib send ABOR as TCP urgent data. With SO_OOBINLINE the
+    /// byte stays in the stream, but a read stops at the urgent mark and tokio, having seen a
+    /// short read, waits for a readiness edge that never comes: the line end would sit unread
+    /// until the client sent more. Reading on until the socket is empty picks it up.
+    fn drain_after_urgent_mark(&mut self, buf: &mut [u8]) {
+        let Stream::Plain(tcp) = &self.stream else {
+            return;
+        };
+        // tokio's `try_read` would consult the readiness it just cleared and not even try, so
+        // ask the socket directly, without blocking. Bounded: the framer enforces the line limit
+        // between reads.
+        use std::os::fd::AsRawFd;
+        let fd = tcp.as_raw_fd();
+        for _ in 0..4 {
+            match nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.framer.push(&buf[..n]),
             }
         }
     }
@@ -240,6 +267,12 @@ impl Session {
     /// The one place that maps a command to its handler.
     async fn dispatch(&mut self, cmd: Command) -> Result<Flow> {
         use Command::*;
+        // RFC 959: RNTO must come right after RNFR; any other command forgets the RNFR.
+        if !matches!(cmd, Rnfr(_) | Rnto(_)) {
+            if let State::LoggedIn(c) = &mut self.state {
+                c.rename_from = None;
+            }
+        }
         // Commands allowed before login; everything else needs a logged-in user.
         match cmd {
             User(name) => return self.user(name).await,
@@ -258,14 +291,6 @@ impl Session {
         }
         if !matches!(self.state, State::LoggedIn(_)) {
             return Err(Error::NotLoggedIn("Please login with USER and PASS"));
-        }
-        if !matches!(cmd, Rnto(_)) {
-            if let State::LoggedIn(c) = &mut self.state {
-                // RFC 959: RNTO must come right after RNFR.
-                if !matches!(cmd, Rnfr(_)) {
-                    c.rename_from = None;
-                }
-            }
         }
         match cmd {
             Acct(_) => self.ok(202, "ACCT not needed").await,

@@ -28,6 +28,9 @@ use crate::stream::Stream;
 use crate::tls::SessionToken;
 use crate::vfs::WriteMode;
 
+/// Shortest time without data-channel progress before a transfer is declared stalled.
+const MIN_STALL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ListKind {
     List,
@@ -206,7 +209,11 @@ impl Session {
                 return self.ok(200, "EPSV ALL ok").await;
             }
             EpsvArg::Protocol(p) if (p == 1) != local_ip.is_ipv4() => {
-                return Err(Error::Parse(ferry_proto::ParseError::Protocol));
+                return Err(Error::NetworkProtocol(if local_ip.is_ipv4() {
+                    1
+                } else {
+                    2
+                }));
             }
             _ => {}
         }
@@ -232,7 +239,9 @@ impl Session {
         let peer_ip = self.peer.ip();
         let local_ip = self.local_ip();
         let timeout = self.shared.config.data_timeout;
-        let stall = self.shared.config.idle_timeout;
+        // Kernel buffers let second-long gaps between writable events look like a stall to a
+        // short timer even while the client reads steadily; only a long silence is a stall.
+        let stall = self.shared.config.idle_timeout.max(MIN_STALL);
         if self.shared.config.tls == TlsMode::Required && !self.prot_private {
             return Err(Error::ProtRequired);
         }
@@ -440,6 +449,7 @@ impl Session {
     ) -> Result<String> {
         let (vfs, _) = self.resolve(".")?;
         let path = path.clone();
+        let facts = self.mlst_facts;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -465,7 +475,7 @@ impl Session {
                             out.push_str("\r\n");
                         }
                         ListKind::Mlsd => {
-                            listing::mlsx_facts(e, &mut out);
+                            listing::mlsx_facts_selected(e, facts, &mut out);
                             out.push_str("\r\n");
                         }
                     }
