@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the tests drive (curl, lftp,
-# pytest), checks formatting and lints, then runs the Rust tests and the Python interop tests.
+# The whole test suite, from a fresh machine: installs what the tests drive (curl, lftp, tmux,
+# pytest, pyftpdlib), checks formatting and lints, then runs the Rust tests (server, protocol,
+# client) and the Python interop tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for tool in curl lftp; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for tool in curl lftp tmux; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q -r tests/interop/requirements.txt
+# pytest for the interop suite; pyftpdlib (+ pyOpenSSL for its TLS) is the third-party server
+# the client is tested against.
+python3 -c 'import pytest, pyftpdlib, OpenSSL' 2>/dev/null ||
+  python3 -m pip install -q -r tests/interop/requirements.txt
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

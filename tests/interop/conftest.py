@@ -114,6 +114,8 @@ class FerryServer:
                             f"stderr: {r.stderr.decode(errors='replace')}", pytrace=False)
 
     def start(self) -> None:
+        # A restart must not see the previous process's end-of-output marker.
+        self._lines = queue.Queue()
         write_config(self.config_path, self.config)
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

@@ -265,4 +265,5 @@ def test_idle_timeout_not_during_transfer(start_server):
     assert final[:3] == "226", f"after {time.monotonic() - t0:.1f}s, {len(got)} of {len(payload)} bytes: {final!r}"
     assert len(got) == len(payload) and bytes(got) == payload
     assert time.monotonic() - t0 >= 4
-    assert ftp.voidcmd("NOOP")[:3] == "200"
+    # No NOOP afterwards: the server finished sending long before this client finished
+    # reading its socket buffer, and from then on the idle clock (2 s here) runs, as it should.

@@ -107,8 +107,11 @@ pub fn generate_password() -> String {
 pub struct Account {
     pub name: String,
     pub home: PathBuf,
-    pub quota_bytes: Option<u64>,
-    pub quota_files: Option<u64>,
+    pub quota_bytes: crate::store::Limit,
+    pub quota_files: crate::store::Limit,
+    /// Usage recorded in the store at login (the quota registry's starting point).
+    pub used_bytes: u64,
+    pub used_files: u64,
 }
 
 /// Logins run the store lookup and argon2 verify on tokio's blocking pool, at most `max_parallel`
@@ -187,6 +190,8 @@ fn check_credentials(
                     home: rec.home,
                     quota_bytes: rec.quota_bytes,
                     quota_files: rec.quota_files,
+                    used_bytes: rec.used_bytes,
+                    used_files: rec.used_files,
                 })
             } else {
                 if PasswordHash::new(&rec.password_hash).is_err() {
@@ -295,8 +300,8 @@ mod tests {
                 name: "alice".to_owned(),
                 password_hash: hash_password("s3cret").expect("hash"),
                 home: dir.path().join("homes/alice"),
-                quota_bytes: Some(1 << 20),
-                quota_files: None,
+                quota_bytes: crate::store::Limit::Max(1 << 20),
+                quota_files: crate::store::Limit::Default,
             })
             .expect("add");
         (dir, Arc::new(store))
@@ -310,8 +315,8 @@ mod tests {
         let acct = auth.login("alice", "s3cret").await.expect("login ok");
         assert_eq!(acct.name, "alice");
         assert_eq!(acct.home, dir.path().join("homes/alice"));
-        assert_eq!(acct.quota_bytes, Some(1 << 20));
-        assert_eq!(acct.quota_files, None);
+        assert_eq!(acct.quota_bytes, crate::store::Limit::Max(1 << 20));
+        assert_eq!(acct.quota_files, crate::store::Limit::Default);
 
         assert!(matches!(
             auth.login("alice", "wrong").await,

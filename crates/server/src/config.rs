@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub plaintext_logins_from: Option<Vec<IpNet>>,
     pub max_login_failures: Option<u32>,
     pub lockout_secs: Option<u64>,
+    pub default_quota: Option<String>,
+    pub default_max_files: Option<u64>,
 }
 
 /// How much TLS the server insists on.
@@ -88,6 +90,9 @@ pub struct Config {
     /// Failed logins from one address before it is locked out.
     pub max_login_failures: u32,
     pub lockout: Duration,
+    /// Quota of users without their own (`None` = unlimited).
+    pub default_quota: Option<u64>,
+    pub default_max_files: Option<u64>,
 }
 
 impl Config {
@@ -148,7 +153,15 @@ impl Config {
             .iter()
             .filter_map(|n| n.parse().ok())
             .collect();
+        let default_quota = match file.default_quota.as_deref() {
+            Some(q) => {
+                crate::size::parse_size(q).map_err(|e| format!("default_quota '{q}': {e}"))?
+            }
+            None => None,
+        };
         Ok(Config {
+            default_quota,
+            default_max_files: file.default_max_files,
             tls,
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
@@ -211,6 +224,12 @@ mod tests {
         assert!(toml::from_str::<ConfigFile>("no_such_key = 1").is_err());
         assert!(bad("tls = \"off\"\nimplicit_tls_listen = \"127.0.0.1:0\""));
         assert!(toml::from_str::<ConfigFile>("tls = \"sometimes\"").is_err());
+        assert!(bad("default_quota = \"lots\""));
+        let file: ConfigFile = toml::from_str("default_quota = \"5GiB\"").expect("toml");
+        assert_eq!(
+            Config::resolve(file, None, None).expect("ok").default_quota,
+            Some(5 << 30)
+        );
     }
 
     #[test]

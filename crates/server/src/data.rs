@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
+use crate::quota::Usage;
 use crate::stream::Stream;
 
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
@@ -227,12 +228,19 @@ pub async fn send_file_copy(
 }
 
 /// Receives an upload into `file` until the client closes the data connection.
+///
+/// Every chunk is reserved against the user's quota before it is written (`reserved` counts
+/// it, for the caller to reconcile with the file's real size afterwards). When the quota runs
+/// out, the part that still fits is written and the upload stops with `QuotaExceeded` (552):
+/// the user ends at, never over, their limit.
 pub async fn receive_file(
     stream: &mut Stream,
     file: std::fs::File,
     ascii: bool,
     received: &AtomicU64,
     stall: Duration,
+    quota: &Usage,
+    reserved: &AtomicU64,
 ) -> io::Result<u64> {
     let mut file = tokio::fs::File::from_std(file);
     let mut buf = vec![0u8; CHUNK];
@@ -250,21 +258,45 @@ pub async fn receive_file(
         };
         total += n as u64;
         received.fetch_add(n as u64, Ordering::Relaxed);
-        if ascii {
+        let bytes = if ascii {
             converted.clear();
             conv.convert(&buf[..n], &mut converted);
-            file.write_all(&converted).await?;
+            &converted[..]
         } else {
-            file.write_all(&buf[..n]).await?;
-        }
+            &buf[..n]
+        };
+        write_within_quota(&mut file, bytes, quota, reserved).await?;
     }
     if ascii {
         converted.clear();
         conv.finish(&mut converted);
-        file.write_all(&converted).await?;
+        write_within_quota(&mut file, &converted, quota, reserved).await?;
     }
     file.flush().await?;
     Ok(total)
+}
+
+async fn write_within_quota(
+    file: &mut tokio::fs::File,
+    bytes: &[u8],
+    quota: &Usage,
+    reserved: &AtomicU64,
+) -> io::Result<()> {
+    let granted = quota.reserve_bytes(bytes.len() as u64);
+    reserved.fetch_add(granted, Ordering::Relaxed);
+    // granted <= bytes.len(), so it fits in usize.
+    let fits = usize::try_from(granted)
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
+    file.write_all(&bytes[..fits]).await?;
+    if fits < bytes.len() {
+        file.flush().await?;
+        return Err(io::Error::new(
+            io::ErrorKind::QuotaExceeded,
+            "disk quota exceeded",
+        ));
+    }
+    Ok(())
 }
 
 /// Sends an in-memory listing and closes the connection.

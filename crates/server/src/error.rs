@@ -114,6 +114,12 @@ fn io_reply(e: &io::Error) -> Reply {
         NotADirectory => (550, "Not a directory"),
         IsADirectory => (550, "Is a directory"),
         InvalidFilename => (553, "File name not allowed"),
+        InvalidInput
+            if e.get_ref()
+                .is_some_and(|r| r.is::<crate::vfs::RestPastEnd>()) =>
+        {
+            (554, "Restart offset is past the end of the file")
+        }
         InvalidInput => (550, "Invalid path"),
         StorageFull => (452, "Insufficient storage space"),
         QuotaExceeded | FileTooLarge => (552, "Exceeded storage allocation"),

@@ -47,6 +47,19 @@ pub fn permits() -> Arc<Semaphore> {
         .clone()
 }
 
+/// The FEAT line for HASH with `selected` marked `*` (draft-bryan-ftpext-hash §3.1: the mark
+/// shows the session's current algorithm), e.g. `" HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32"`.
+pub fn feat_line(selected: HashAlgo) -> String {
+    let names: Vec<String> = HashAlgo::ALL
+        .iter()
+        .map(|a| {
+            let star = if *a == selected { "*" } else { "" };
+            format!("{}{star}", a.name())
+        })
+        .collect();
+    format!(" HASH {}", names.join(";"))
+}
+
 /// A running digest of one of the [`HashAlgo`]s.
 pub enum Hasher {
     Sha256(sha2::Sha256),
@@ -229,6 +242,18 @@ mod tests {
         assert_eq!(digest(HashAlgo::Crc32, b""), "00000000");
         assert!(digest(HashAlgo::Sha512, b"abc").starts_with("ddaf35a193617aba"));
         assert_eq!(digest(HashAlgo::Sha512, b"abc").len(), 128);
+    }
+
+    #[test]
+    fn feat_marks_the_selection() {
+        assert_eq!(
+            feat_line(HashAlgo::Sha256),
+            " HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32"
+        );
+        assert_eq!(
+            feat_line(HashAlgo::Md5),
+            " HASH SHA-256;SHA-512;SHA-1;MD5*;CRC32"
+        );
     }
 
     fn temp_file(data: &[u8]) -> File {

@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod hammer;
 pub mod hash;
+pub mod quota;
 pub mod server;
 pub mod session;
 pub mod size;

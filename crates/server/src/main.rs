@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_server::auth::Authenticator;
 use ferry_server::config::{Config, ConfigFile, TlsMode, DEFAULT_DATA_DIR};
+use ferry_server::quota::QuotaRegistry;
 use ferry_server::server::Server;
 use ferry_server::store::Store;
 use ferry_server::tls::{CertSource, Tls};
@@ -75,6 +76,11 @@ fn serve(
             home.display()
         );
     }
+    let quotas = QuotaRegistry::new(
+        store.clone(),
+        config.default_quota,
+        config.default_max_files,
+    );
     let auth = Authenticator::new(store, config.max_parallel_logins).map_err(|e| e.to_string())?;
     let tls = match config.tls {
         TlsMode::Off => None,
@@ -120,7 +126,7 @@ fn serve(
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        Server::new(config, auth, tls, shutdown)
+        Server::new(config, auth, tls, quotas, shutdown)
             .serve(listener, implicit)
             .await;
         Ok::<(), String>(())

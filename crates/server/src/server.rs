@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hammer::LoginGuard;
+use crate::quota::QuotaRegistry;
 use crate::session::Session;
 use crate::tls::Tls;
 
@@ -30,6 +31,7 @@ pub struct Shared {
     /// `None` when `tls = "off"`.
     pub tls: Option<Tls>,
     pub guard: LoginGuard,
+    pub quotas: QuotaRegistry,
     pub shutdown: CancellationToken,
 }
 
@@ -80,6 +82,7 @@ impl Server {
         config: Config,
         auth: Authenticator,
         tls: Option<Tls>,
+        quotas: QuotaRegistry,
         shutdown: CancellationToken,
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
@@ -89,6 +92,7 @@ impl Server {
                 auth,
                 tls,
                 guard,
+                quotas,
                 shutdown,
             }),
         }
@@ -98,6 +102,11 @@ impl Server {
     /// `implicit` is the optional implicit-FTPS listener: its sessions start with a handshake.
     pub async fn serve(self, listener: TcpListener, implicit: Option<TcpListener>) {
         let shared = self.shared;
+        // Usage true to the disk: files may have changed while the server was down. In the
+        // background, so start-up does not wait on large homes; users who log in meanwhile
+        // keep their live counters.
+        let rescan = shared.clone();
+        tokio::task::spawn_blocking(move || rescan.quotas.rescan_all());
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(shared.config.max_sessions));
         let per_ip = Arc::new(PerIp::default());

@@ -22,27 +22,64 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Never edit a released entry: append a new one.
 const MIGRATIONS: &[&str] = &[
     // v1: users, including the quota limits and usage counters that quota enforcement uses.
-    // NULL quota = unlimited. STRICT makes SQLite reject wrongly typed values instead of
-    // silently storing them.
+    // A quota column holds NULL = the server's default, -1 = unlimited, n >= 0 = the limit
+    // (see `Limit`). STRICT makes SQLite reject wrongly typed values instead of silently
+    // storing them.
     "CREATE TABLE users (
         name          TEXT    NOT NULL PRIMARY KEY,
         password_hash TEXT    NOT NULL,
         home          TEXT    NOT NULL,
-        quota_bytes   INTEGER CHECK (quota_bytes IS NULL OR quota_bytes >= 0),
-        quota_files   INTEGER CHECK (quota_files IS NULL OR quota_files >= 0),
+        quota_bytes   INTEGER CHECK (quota_bytes IS NULL OR quota_bytes >= -1),
+        quota_files   INTEGER CHECK (quota_files IS NULL OR quota_files >= -1),
         used_bytes    INTEGER NOT NULL DEFAULT 0 CHECK (used_bytes >= 0),
         used_files    INTEGER NOT NULL DEFAULT 0 CHECK (used_files >= 0),
         created_at    INTEGER NOT NULL
     ) STRICT;",
 ];
 
+/// A per-user limit as stored: follow the server's default, no limit, or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Limit {
+    #[default]
+    Default,
+    Unlimited,
+    Max(u64),
+}
+
+impl Limit {
+    /// The limit in force, given the server's default (`None` = unlimited).
+    pub fn resolve(self, default: Option<u64>) -> Option<u64> {
+        match self {
+            Limit::Default => default,
+            Limit::Unlimited => None,
+            Limit::Max(n) => Some(n),
+        }
+    }
+
+    fn to_sql(self, what: &'static str) -> Result<Option<i64>, StoreError> {
+        match self {
+            Limit::Default => Ok(None),
+            Limit::Unlimited => Ok(Some(-1)),
+            Limit::Max(n) => opt_to_sql(what, Some(n)),
+        }
+    }
+
+    fn from_sql(v: Option<i64>) -> Limit {
+        match v {
+            None => Limit::Default,
+            Some(n) if n < 0 => Limit::Unlimited,
+            Some(n) => Limit::Max(n as u64),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub name: String,
     pub password_hash: String,
     pub home: PathBuf,
-    pub quota_bytes: Option<u64>,
-    pub quota_files: Option<u64>,
+    pub quota_bytes: Limit,
+    pub quota_files: Limit,
     pub used_bytes: u64,
     pub used_files: u64,
     /// Unix seconds.
@@ -54,8 +91,8 @@ pub struct NewUser {
     pub name: String,
     pub password_hash: String,
     pub home: PathBuf,
-    pub quota_bytes: Option<u64>,
-    pub quota_files: Option<u64>,
+    pub quota_bytes: Limit,
+    pub quota_files: Limit,
 }
 
 #[derive(Debug, Error)]
@@ -162,8 +199,8 @@ impl Store {
     pub fn add_user(&self, u: &NewUser) -> Result<(), StoreError> {
         crate::auth::validate_username(&u.name).map_err(StoreError::InvalidName)?;
         let home = home_text(&u.home)?;
-        let quota_bytes = opt_to_sql("quota_bytes", u.quota_bytes)?;
-        let quota_files = opt_to_sql("quota_files", u.quota_files)?;
+        let quota_bytes = u.quota_bytes.to_sql("quota_bytes")?;
+        let quota_files = u.quota_files.to_sql("quota_files")?;
         let result = self.conn().execute(
             "INSERT INTO users (name, password_hash, home, quota_bytes, quota_files, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -230,6 +267,59 @@ impl Store {
         Ok(())
     }
 
+    /// Changes a user's limits; `None` leaves that limit as it is.
+    pub fn set_limits(
+        &self,
+        name: &str,
+        bytes: Option<Limit>,
+        files: Option<Limit>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        if let Some(b) = bytes {
+            let n = conn.execute(
+                "UPDATE users SET quota_bytes = ?1 WHERE name = ?2",
+                params![b.to_sql("quota_bytes")?, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(name.to_owned()));
+            }
+        }
+        if let Some(f) = files {
+            let n = conn.execute(
+                "UPDATE users SET quota_files = ?1 WHERE name = ?2",
+                params![f.to_sql("quota_files")?, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(name.to_owned()));
+            }
+        }
+        if bytes.is_none() && files.is_none() && user_missing(&conn, name)? {
+            return Err(StoreError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Records a user's usage (bytes and files in their home).
+    pub fn set_usage(
+        &self,
+        name: &str,
+        used_bytes: u64,
+        used_files: u64,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE users SET used_bytes = ?1, used_files = ?2 WHERE name = ?3",
+            params![
+                opt_to_sql("used_bytes", Some(used_bytes))?,
+                opt_to_sql("used_files", Some(used_files))?,
+                name
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
     pub fn count_users(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn()
@@ -249,8 +339,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         home: PathBuf::from(row.get::<_, String>(2)?),
         // rusqlite's u64 conversion fails (IntegralValueOutOfRange) on negative values, which
         // the CHECK constraints rule out anyway.
-        quota_bytes: row.get(3)?,
-        quota_files: row.get(4)?,
+        quota_bytes: Limit::from_sql(row.get(3)?),
+        quota_files: Limit::from_sql(row.get(4)?),
         used_bytes: row.get(5)?,
         used_files: row.get(6)?,
         created_at: row.get(7)?,
@@ -276,6 +366,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+fn user_missing(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM users WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )?;
+    Ok(n == 0)
 }
 
 fn home_text(home: &Path) -> Result<&str, StoreError> {
@@ -341,8 +440,8 @@ mod tests {
             name: name.to_owned(),
             password_hash: format!("hash-of-{name}"),
             home: home.join(name),
-            quota_bytes: None,
-            quota_files: None,
+            quota_bytes: Limit::Default,
+            quota_files: Limit::Default,
         }
     }
 
@@ -354,8 +453,8 @@ mod tests {
         assert_eq!(store.get_user("bob").expect("get"), None);
 
         let mut bob = new_user("bob", dir.path());
-        bob.quota_bytes = Some(5 << 30);
-        bob.quota_files = Some(1000);
+        bob.quota_bytes = Limit::Max(5 << 30);
+        bob.quota_files = Limit::Unlimited;
         store.add_user(&bob).expect("add bob");
         store
             .add_user(&new_user("alice", dir.path()))
@@ -366,9 +465,29 @@ mod tests {
         assert_eq!(got.name, "bob");
         assert_eq!(got.password_hash, "hash-of-bob");
         assert_eq!(got.home, dir.path().join("bob"));
-        assert_eq!(got.quota_bytes, Some(5 << 30));
-        assert_eq!(got.quota_files, Some(1000));
+        assert_eq!(got.quota_bytes, Limit::Max(5 << 30));
+        assert_eq!(got.quota_files, Limit::Unlimited);
+        assert_eq!(got.quota_files.resolve(Some(7)), None);
+        assert_eq!(Limit::Default.resolve(Some(7)), Some(7));
         assert_eq!((got.used_bytes, got.used_files), (0, 0));
+        store
+            .set_limits("bob", Some(Limit::Default), Some(Limit::Max(3)))
+            .expect("set");
+        store.set_usage("bob", 1234, 5).expect("usage");
+        let got = store.get_user("bob").expect("get").expect("exists");
+        assert_eq!(
+            (got.quota_bytes, got.quota_files),
+            (Limit::Default, Limit::Max(3))
+        );
+        assert_eq!((got.used_bytes, got.used_files), (1234, 5));
+        assert!(matches!(
+            store.set_usage("nobody", 1, 1),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.set_limits("nobody", Some(Limit::Unlimited), None),
+            Err(StoreError::NotFound(_))
+        ));
         assert!(got.created_at > 1_600_000_000, "{}", got.created_at);
 
         let names: Vec<_> = store
@@ -424,7 +543,7 @@ mod tests {
             Err(StoreError::InvalidName(_))
         ));
         let mut u = new_user("q", dir.path());
-        u.quota_bytes = Some(u64::MAX);
+        u.quota_bytes = Limit::Max(u64::MAX);
         assert!(matches!(
             store.add_user(&u),
             Err(StoreError::TooLarge { .. })

@@ -1,4 +1,4 @@
-//! `ferryd user add|list|passwd|del`: account administration on the command line, and the
+//! `ferryd user add|list|set|passwd|rescan|del`: account administration on the command line, and the
 //! first-user bootstrap that `ferryd serve` runs on an empty store.
 //!
 //! Everything here is blocking and meant to run before (or instead of) the async server.
@@ -10,8 +10,9 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::auth::{generate_password, hash_password, validate_username};
+use crate::quota::scan_home;
 use crate::size::{format_size, parse_size};
-use crate::store::{NewUser, Store, StoreError, UserRecord, DB_FILE_NAME};
+use crate::store::{Limit, NewUser, Store, StoreError, UserRecord, DB_FILE_NAME};
 
 /// Name of the account `serve` creates when the store is empty.
 pub const FIRST_USER_NAME: &str = "ferry";
@@ -28,15 +29,30 @@ pub enum UserCommand {
         /// Home directory (default: <data-dir>/homes/<NAME>); created if missing
         #[arg(long)]
         home: Option<PathBuf>,
-        /// Disk quota, e.g. 512MiB, 5GiB, 10MB or unlimited (default: unlimited)
+        /// Disk quota, e.g. 512MiB, 5GiB, 10MB or unlimited (default: the server's default_quota)
         #[arg(long)]
         quota: Option<String>,
+        /// Most files the user may have, or unlimited (default: the server's default_max_files)
+        #[arg(long)]
+        max_files: Option<String>,
         /// Read the password from the first line of stdin instead of prompting
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List users
+    /// List users with their quotas and usage
     List,
+    /// Change a user's quota ("default" goes back to the server's default)
+    Set {
+        name: String,
+        /// Disk quota, e.g. 5GiB, unlimited or default
+        #[arg(long)]
+        quota: Option<String>,
+        /// Most files, e.g. 100000, unlimited or default
+        #[arg(long)]
+        max_files: Option<String>,
+    },
+    /// Recount a user's usage from the files in their home (after changes made outside ferryd)
+    Rescan { name: String },
     /// Change a user's password
     Passwd {
         name: String,
@@ -71,8 +87,8 @@ pub fn ensure_first_user(
         name: name.clone(),
         password_hash,
         home: home.clone(),
-        quota_bytes: None,
-        quota_files: None,
+        quota_bytes: Limit::Default,
+        quota_files: Limit::Default,
     };
     match store.add_user(&new) {
         Ok(()) => Ok(Some((name, password, home))),
@@ -170,15 +186,16 @@ fn run_with(
             name,
             home,
             quota,
+            max_files,
             password_stdin,
         } => {
             validate_username(&name)?;
             // Check everything that can fail before asking for the password, so the operator
             // does not type it twice only to hit a typo in --quota.
-            let quota_bytes = match quota.as_deref() {
-                None => None,
-                Some(q) => parse_size(q).map_err(|e| format!("invalid --quota: {e}"))?,
-            };
+            let quota_bytes =
+                parse_limit(quota.as_deref(), "--quota", parse_size_limit)?.unwrap_or_default();
+            let quota_files = parse_limit(max_files.as_deref(), "--max-files", parse_count_limit)?
+                .unwrap_or_default();
             let store = Store::open(data_dir).map_err(|e| e.to_string())?;
             if store.get_user(&name).map_err(|e| e.to_string())?.is_some() {
                 return Err(StoreError::Duplicate(name).to_string());
@@ -196,12 +213,13 @@ fn run_with(
                     password_hash,
                     home: home.clone(),
                     quota_bytes,
-                    quota_files: None,
+                    quota_files,
                 })
                 .map_err(|e| e.to_string())?;
             let quota_note = match quota_bytes {
-                Some(q) => format!(", quota {}", format_size(q)),
-                None => String::new(),
+                Limit::Max(q) => format!(", quota {}", format_size(q)),
+                Limit::Unlimited => ", quota unlimited".to_owned(),
+                Limit::Default => String::new(),
             };
             say(
                 out,
@@ -228,6 +246,46 @@ fn run_with(
                 .map_err(|e| e.to_string())?;
             say(out, &format!("changed password for user '{name}'"))
         }
+        UserCommand::Set {
+            name,
+            quota,
+            max_files,
+        } => {
+            let bytes = parse_limit(quota.as_deref(), "--quota", parse_size_limit)?;
+            let files = parse_limit(max_files.as_deref(), "--max-files", parse_count_limit)?;
+            if bytes.is_none() && files.is_none() {
+                return Err("nothing to change: give --quota and/or --max-files".into());
+            }
+            let store = open_existing(data_dir)?;
+            store
+                .set_limits(&name, bytes, files)
+                .map_err(|e| e.to_string())?;
+            say(
+                out,
+                &format!("updated user '{name}' (applies from their next login)"),
+            )
+        }
+        UserCommand::Rescan { name } => {
+            let store = open_existing(data_dir)?;
+            let user = store
+                .get_user(&name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| StoreError::NotFound(name.clone()).to_string())?;
+            let (bytes, files) = scan_home(&user.home)
+                .map_err(|e| format!("cannot scan {}: {e}", user.home.display()))?;
+            store
+                .set_usage(&name, bytes, files)
+                .map_err(|e| e.to_string())?;
+            say(
+                out,
+                &format!(
+                    "user '{name}' uses {} in {files} files (was {} in {} files)",
+                    format_size(bytes),
+                    format_size(user.used_bytes),
+                    user.used_files
+                ),
+            )
+        }
         UserCommand::Del { name } => {
             let store = open_existing(data_dir)?;
             let user = store
@@ -243,6 +301,46 @@ fn run_with(
                 ),
             )
         }
+    }
+}
+
+/// Parses an optional limit flag with `parse`, naming the flag in errors.
+fn parse_limit(
+    value: Option<&str>,
+    flag: &str,
+    parse: fn(&str) -> Result<Limit, String>,
+) -> Result<Option<Limit>, String> {
+    value
+        .map(|v| parse(v).map_err(|e| format!("invalid {flag} '{v}': {e}")))
+        .transpose()
+}
+
+fn parse_size_limit(v: &str) -> Result<Limit, String> {
+    if v.eq_ignore_ascii_case("default") {
+        return Ok(Limit::Default);
+    }
+    match parse_size(v).map_err(|e| e.to_string())? {
+        Some(n) => Ok(Limit::Max(n)),
+        None => Ok(Limit::Unlimited),
+    }
+}
+
+fn parse_count_limit(v: &str) -> Result<Limit, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "default" => Ok(Limit::Default),
+        "unlimited" => Ok(Limit::Unlimited),
+        n => n
+            .parse()
+            .map(Limit::Max)
+            .map_err(|_| "expected a number of files, unlimited or default".to_owned()),
+    }
+}
+
+fn describe_limit(limit: Limit, show: impl Fn(u64) -> String) -> String {
+    match limit {
+        Limit::Default => "default".to_owned(),
+        Limit::Unlimited => "unlimited".to_owned(),
+        Limit::Max(n) => show(n),
     }
 }
 
@@ -326,13 +424,11 @@ fn format_table(users: &[UserRecord]) -> String {
     ];
     let mut rows = vec![header];
     for u in users {
-        let mut quota = match u.quota_bytes {
-            Some(q) => format_size(q),
-            None => "unlimited".to_owned(),
-        };
-        if let Some(files) = u.quota_files {
-            quota.push_str(&format!(" / {files} files"));
-        }
+        let quota = format!(
+            "{} / {} files",
+            describe_limit(u.quota_bytes, format_size),
+            describe_limit(u.quota_files, |n| n.to_string())
+        );
         rows.push([
             u.name.clone(),
             u.home.display().to_string(),
@@ -410,6 +506,7 @@ mod tests {
             name: name.to_owned(),
             home: None,
             quota: None,
+            max_files: None,
             password_stdin: true,
         }
     }
@@ -437,7 +534,7 @@ mod tests {
         let store = Store::open(&data).expect("open");
         let rec = store.get_user("alice").expect("get").expect("exists");
         assert_eq!(rec.home, home);
-        assert_eq!(rec.quota_bytes, None);
+        assert_eq!(rec.quota_bytes, Limit::Default);
         // The \r\n was stripped: the password is exactly "pw-one".
         assert!(verify_password("pw-one", &rec.password_hash));
         assert!(!verify_password("pw-one\r", &rec.password_hash));
@@ -447,6 +544,7 @@ mod tests {
                 name: "bob".to_owned(),
                 home: Some(dir.path().join("elsewhere/bob")),
                 quota: Some("5GiB".to_owned()),
+                max_files: None,
                 password_stdin: true,
             },
             &data,
@@ -455,7 +553,7 @@ mod tests {
         .expect("add bob");
         assert!(msg.contains("quota 5.0 GiB"), "{msg}");
         let bob = store.get_user("bob").expect("get").expect("exists");
-        assert_eq!(bob.quota_bytes, Some(5 << 30));
+        assert_eq!(bob.quota_bytes, Limit::Max(5 << 30));
         assert_eq!(
             bob.home,
             dir.path()
@@ -474,7 +572,7 @@ mod tests {
             "{listing}"
         );
         assert!(lines[1].starts_with("alice "), "{listing}");
-        assert!(lines[1].contains("unlimited"), "{listing}");
+        assert!(lines[1].contains("default"), "{listing}");
         assert!(lines[1].ends_with("0 B / 0 files"), "{listing}");
         assert!(lines[2].starts_with("bob "), "{listing}");
         assert!(lines[2].contains("5.0 GiB"), "{listing}");
@@ -531,6 +629,7 @@ mod tests {
                 name: "bob".to_owned(),
                 home: None,
                 quota: Some("5 gigs".to_owned()),
+                max_files: None,
                 password_stdin: true,
             },
             &data,
@@ -546,6 +645,7 @@ mod tests {
                 name: "bob".to_owned(),
                 home: Some(file),
                 quota: None,
+                max_files: None,
                 password_stdin: true,
             },
             &data,
@@ -577,6 +677,7 @@ mod tests {
             name: name.to_owned(),
             home: None,
             quota: None,
+            max_files: None,
             password_stdin: false,
         };
 

@@ -19,6 +19,8 @@ use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions};
 use ferry_proto::listing::{Entry, EntryKind};
 use ferry_proto::VirtualPath;
 
+use crate::quota::{is_part_name, PART_SUFFIX};
+
 /// How an upload opens its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -30,6 +32,54 @@ pub enum WriteMode {
     Resume(u64),
     /// STOU: only a new file.
     CreateNew,
+}
+
+/// What an upload command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// STOR, after `REST offset` (0 without REST).
+    Stor { rest: u64 },
+    /// APPE.
+    Appe,
+}
+
+/// Where an upload's bytes go, decided before the 150 reply (see [`Vfs::open_upload`]).
+#[derive(Debug)]
+pub struct UploadPlan {
+    pub file: std::fs::File,
+    /// The file being written: the target itself, or its hidden part file.
+    pub written: VirtualPath,
+    /// Set when the bytes go to a part file that replaces `target` once complete.
+    pub replaces: Option<Replacement>,
+    /// Size of the written file once opened (the upload's bytes come after it).
+    pub start_size: u64,
+    /// Bytes the open removed (a truncated part file, or a resumed file cut at the offset).
+    pub released: u64,
+    /// The upload creates a file that did not exist (counts against the file limit).
+    pub new_file: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub target: VirtualPath,
+    /// Size of the file being replaced (freed when the rename happens); None if it is gone.
+    pub old_size: Option<u64>,
+}
+
+/// An upload's restart offset lies past the end of the file (REST too large): 554.
+#[derive(Debug)]
+pub struct RestPastEnd;
+
+impl std::fmt::Display for RestPastEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("restart offset past end of file")
+    }
+}
+
+impl std::error::Error for RestPastEnd {}
+
+fn rest_past_end() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, RestPastEnd)
 }
 
 /// A user's home, shareable between a session and its transfer tasks.
@@ -77,6 +127,10 @@ impl Vfs {
         for item in self.root.read_dir(rel)? {
             let item = item?;
             let name = item.file_name().to_string_lossy().into_owned();
+            // Overwrites in progress are the server's business until they complete.
+            if is_part_name(&name) {
+                continue;
+            }
             let meta = item.metadata()?;
             let e = if meta.is_symlink() {
                 match self.root.metadata(Path::new(rel).join(&name)) {
@@ -163,6 +217,116 @@ impl Vfs {
         Err(io::Error::from(io::ErrorKind::AlreadyExists))
     }
 
+    /// The hidden sibling an overwrite of `path` is written to: ".name.ferry-part".
+    pub fn part_path(path: &VirtualPath) -> io::Result<VirtualPath> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
+        let parent = path.parent().unwrap_or_else(VirtualPath::root);
+        parent
+            .join(&format!(".{name}{PART_SUFFIX}"))
+            .map_err(invalid)
+    }
+
+    /// Size of a regular file; None if nothing is there; an error for directories and others.
+    fn regular_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+        match self.root.metadata(path.to_relative()) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(m) if m.is_dir() => Err(io::Error::from(io::ErrorKind::IsADirectory)),
+            Ok(_) => Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens an upload so that an interrupted overwrite never costs the old file:
+    /// - a new file is written in place (an interrupted upload stays visible and resumable);
+    /// - STOR over an existing file writes a hidden part file, renamed over the original only
+    ///   when the upload completes ([`Vfs::finish_upload`]); until then the old content stays
+    ///   readable, and a failed upload leaves the part for a later resume;
+    /// - REST n + STOR continues that part file if it holds at least n bytes (its first n
+    ///   bytes are the new content's), else resumes the target itself in place;
+    /// - APPE appends in place.
+    pub fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> io::Result<UploadPlan> {
+        if path_is_part(target) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidFilename,
+                "reserved file name",
+            ));
+        }
+        let existing = self.regular_size(target)?;
+        let direct = |file: std::fs::File, start: u64, released: u64, new_file: bool| UploadPlan {
+            file,
+            written: target.clone(),
+            replaces: None,
+            start_size: start,
+            released,
+            new_file,
+        };
+        match (mode, existing) {
+            (UploadMode::Appe, size) => {
+                let file = self.open_write(target, WriteMode::Append)?;
+                Ok(direct(file, size.unwrap_or(0), 0, size.is_none()))
+            }
+            (UploadMode::Stor { rest: 0 }, None) => {
+                let file = self.open_write(target, WriteMode::Truncate)?;
+                Ok(direct(file, 0, 0, true))
+            }
+            (UploadMode::Stor { rest }, old) => {
+                let part = Vfs::part_path(target)?;
+                let part_size = self.regular_size(&part)?;
+                // A part file holds the first bytes of the new content: usable when it has at
+                // least `rest` of them. STOR without REST over an existing file starts a new part.
+                let part_covers_rest = part_size.is_some_and(|p| p >= rest);
+                let use_part = (old.is_some() && rest == 0) || part_covers_rest;
+                if use_part {
+                    let mode = if rest == 0 {
+                        WriteMode::Truncate
+                    } else {
+                        WriteMode::Resume(rest)
+                    };
+                    let file = self.open_write(&part, mode)?;
+                    return Ok(UploadPlan {
+                        file,
+                        written: part,
+                        replaces: Some(Replacement {
+                            target: target.clone(),
+                            old_size: old,
+                        }),
+                        start_size: rest,
+                        released: part_size.unwrap_or(0).saturating_sub(rest),
+                        new_file: old.is_none(),
+                    });
+                }
+                match old {
+                    Some(size) => {
+                        let file = self.open_write(target, WriteMode::Resume(rest))?;
+                        Ok(direct(file, rest, size.saturating_sub(rest), false))
+                    }
+                    None => Err(rest_past_end()),
+                }
+            }
+        }
+    }
+
+    /// Completes an upload written to a part file: it replaces the target atomically.
+    pub fn finish_upload(
+        &self,
+        plan_written: &VirtualPath,
+        replaces: &Replacement,
+    ) -> io::Result<()> {
+        self.root.rename(
+            plan_written.to_relative(),
+            &self.root,
+            replaces.target.to_relative(),
+        )
+    }
+
+    /// Size of the file an upload wrote, as it is now on disk.
+    pub fn written_size(&self, path: &VirtualPath) -> io::Result<u64> {
+        Ok(self.regular_size(path)?.unwrap_or(0))
+    }
+
     pub fn mkdir(&self, path: &VirtualPath) -> io::Result<()> {
         self.root.create_dir(path.to_relative())
     }
@@ -174,13 +338,26 @@ impl Vfs {
         self.root.remove_dir(path.to_relative())
     }
 
-    /// Deletes a file (or a symlink itself, never its target); directories need RMD.
-    pub fn remove_file(&self, path: &VirtualPath) -> io::Result<()> {
+    /// Deletes a file (or a symlink itself, never its target) and any unfinished overwrite of
+    /// it; directories need RMD. Returns what was freed: bytes, and whether a regular file went.
+    pub fn remove_file(&self, path: &VirtualPath) -> io::Result<Freed> {
         let meta = self.root.symlink_metadata(path.to_relative())?;
         if meta.is_dir() {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
         }
-        self.root.remove_file(path.to_relative())
+        self.root.remove_file(path.to_relative())?;
+        let mut freed = Freed {
+            bytes: if meta.is_file() { meta.len() } else { 0 },
+            file: meta.is_file(),
+        };
+        if let Ok(part) = Vfs::part_path(path) {
+            if let Ok(Some(size)) = self.regular_size(&part) {
+                if self.root.remove_file(part.to_relative()).is_ok() {
+                    freed.bytes += size;
+                }
+            }
+        }
+        Ok(freed)
     }
 
     /// Checks that a path exists (for RNFR) without following a final symlink.
@@ -188,13 +365,41 @@ impl Vfs {
         self.root.symlink_metadata(path.to_relative()).map(|_| ())
     }
 
-    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> io::Result<()> {
+    /// Renames; returns what a replaced file at `to` freed.
+    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> io::Result<Freed> {
         if from.is_root() || to.is_root() {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
+        if path_is_part(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidFilename,
+                "reserved file name",
+            ));
+        }
+        let src = self.root.symlink_metadata(from.to_relative())?;
+        let replaced = match self.root.symlink_metadata(to.to_relative()) {
+            Ok(m) if m.is_file() && (m.dev(), m.ino()) != (src.dev(), src.ino()) => Freed {
+                bytes: m.len(),
+                file: true,
+            },
+            _ => Freed::default(),
+        };
         self.root
-            .rename(from.to_relative(), &self.root, to.to_relative())
+            .rename(from.to_relative(), &self.root, to.to_relative())?;
+        Ok(replaced)
     }
+}
+
+/// Space given back by a delete or a rename over an existing file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    pub bytes: u64,
+    /// A regular file was removed (one less against the file limit).
+    pub file: bool,
+}
+
+fn path_is_part(path: &VirtualPath) -> bool {
+    path.file_name().is_some_and(is_part_name)
 }
 
 fn invalid(e: ferry_proto::PathError) -> io::Error {
@@ -286,5 +491,56 @@ mod tests {
         let (b, _) = vfs.create_unique(&vp("up")).expect("second");
         assert_eq!(a.as_str(), "/up");
         assert_eq!(b.as_str(), "/up.1");
+    }
+
+    #[test]
+    fn overwrite_goes_to_a_hidden_part_file_until_finished() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let vfs = Vfs::open(tmp.path()).expect("open");
+        std::fs::write(tmp.path().join("f"), b"old content").expect("write");
+        use std::io::Write;
+        let mut plan = vfs
+            .open_upload(&vp("f"), UploadMode::Stor { rest: 0 })
+            .expect("plan");
+        assert_eq!(plan.written.as_str(), "/.f.ferry-part");
+        assert!(!plan.new_file);
+        plan.file.write_all(b"new").expect("write");
+        // Interrupted here: the old file is intact and the part is hidden from listings.
+        assert_eq!(
+            std::fs::read(tmp.path().join("f")).expect("read"),
+            b"old content"
+        );
+        let names: Vec<String> = vfs
+            .list(&VirtualPath::root())
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec!["f"]);
+        // A resume with REST continues the part, then completes the replacement.
+        let mut plan = vfs
+            .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
+            .expect("resume");
+        assert_eq!(plan.written.as_str(), "/.f.ferry-part");
+        plan.file.write_all(b" stuff").expect("write");
+        let rep = plan.replaces.clone().expect("replacement");
+        assert_eq!(rep.old_size, Some(11));
+        vfs.finish_upload(&plan.written, &rep).expect("finish");
+        assert_eq!(
+            std::fs::read(tmp.path().join("f")).expect("read"),
+            b"new stuff"
+        );
+        assert!(!tmp.path().join(".f.ferry-part").exists());
+        // New files are written in place; REST past the end of a missing file is refused.
+        let plan = vfs
+            .open_upload(&vp("g"), UploadMode::Stor { rest: 0 })
+            .expect("new");
+        assert!(plan.new_file && plan.replaces.is_none());
+        assert!(vfs
+            .open_upload(&vp("h"), UploadMode::Stor { rest: 5 })
+            .is_err());
+        assert!(vfs
+            .open_upload(&vp(".f.ferry-part"), UploadMode::Appe)
+            .is_err());
     }
 }

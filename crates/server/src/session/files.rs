@@ -47,7 +47,8 @@ impl Session {
 
     pub(super) async fn dele(&mut self, arg: String) -> Result<Flow> {
         let (vfs, path) = self.resolve(&arg)?;
-        vfs.run(move |v| v.remove_file(&path)).await?;
+        let freed = vfs.run(move |v| v.remove_file(&path)).await?;
+        self.give_back(freed)?;
         self.ok(250, "File deleted").await
     }
 
@@ -66,8 +67,20 @@ impl Session {
             .take()
             .ok_or(Error::BadSequence("RNFR required first"))?;
         let (vfs, to) = self.resolve(&arg)?;
-        vfs.run(move |v| v.rename(&from, &to)).await?;
+        let freed = vfs.run(move |v| v.rename(&from, &to)).await?;
+        self.give_back(freed)?;
         self.ok(250, "Rename successful").await
+    }
+
+    /// Returns the space a delete or a replacing rename freed to the user's quota at once.
+    fn give_back(&mut self, freed: crate::vfs::Freed) -> Result<()> {
+        let usage = &self.client()?.usage;
+        usage.release_bytes(freed.bytes);
+        if freed.file {
+            usage.release_file();
+        }
+        usage.persist_soon();
+        Ok(())
     }
 
     pub(super) async fn size(&mut self, arg: String) -> Result<Flow> {

@@ -6,6 +6,7 @@ use ferry_proto::{ParseError, Reply};
 
 use super::{Flow, Session, State};
 use crate::error::{Error, Result};
+use crate::size::format_size;
 
 /// FEAT lines (RFC 2389 §3.2: each starts with one space).
 const FEATURES: &[&str] = &[
@@ -49,7 +50,7 @@ impl Session {
                 self.reply(Reply::multi(214, lines)).await?;
                 Ok(Flow::Continue)
             }
-            Some(t) if t == "SITE" => self.ok(214, "SITE commands: HELP").await,
+            Some(t) if t == "SITE" => self.ok(214, "SITE commands: HELP QUOTA").await,
             Some(t)
                 if HELP_COMMANDS
                     .iter()
@@ -111,8 +112,16 @@ impl Session {
             .split_whitespace()
             .next()
             .and_then(|n| n.parse::<u64>().ok());
-        if size.is_none() {
+        let Some(size) = size else {
             return Err(Error::BadArgument("ALLO needs a size in bytes".into()));
+        };
+        let usage = self.client()?.usage.snapshot();
+        if let Some(left) = usage.remaining_bytes() {
+            if size > left {
+                let text = format!("Insufficient storage: {} of quota left", format_size(left));
+                self.reply(Reply::new(552, text)).await?;
+                return Ok(Flow::Continue);
+            }
         }
         self.ok(202, "No storage allocation necessary").await
     }
@@ -124,10 +133,34 @@ impl Session {
             .unwrap_or("")
             .to_ascii_uppercase();
         match sub.as_str() {
+            "QUOTA" => {
+                let c = self.client()?.usage.snapshot();
+                let bytes_limit = match c.max_bytes {
+                    Some(m) => format!("{} ({m} bytes)", format_size(m)),
+                    None => "unlimited".to_owned(),
+                };
+                let files_limit = match c.max_files {
+                    Some(m) => m.to_string(),
+                    None => "unlimited".to_owned(),
+                };
+                let lines = vec![
+                    "Disk quota:".to_owned(),
+                    format!(
+                        " bytes: {} ({} bytes) used of {bytes_limit}",
+                        format_size(c.used_bytes),
+                        c.used_bytes
+                    ),
+                    format!(" files: {} used of {files_limit}", c.used_files),
+                    "End".to_owned(),
+                ];
+                self.reply(Reply::multi(200, lines)).await?;
+                Ok(Flow::Continue)
+            }
             "HELP" => {
                 let lines = vec![
                     "SITE commands:".to_owned(),
                     " HELP".to_owned(),
+                    " QUOTA".to_owned(),
                     "End".to_owned(),
                 ];
                 self.reply(Reply::multi(214, lines)).await?;

@@ -66,11 +66,21 @@ impl Session {
             }
         };
         self.shared.guard.success(ip, &user);
-        let home = account.home.clone();
-        let vfs = match tokio::task::spawn_blocking(move || Vfs::open(&home)).await {
-            Ok(Ok(vfs)) => vfs,
+        let (shared, acct) = (self.shared.clone(), account.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let vfs =
+                Vfs::open(&acct.home).map_err(|e| format!("home directory unavailable: {e}"))?;
+            let usage = shared
+                .quotas
+                .attach(&acct)
+                .map_err(|e| format!("usage unavailable: {e}"))?;
+            Ok::<_, String>((vfs, usage))
+        })
+        .await;
+        let (vfs, usage) = match opened {
+            Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                tracing::error!(user = %user, error = %e, "home directory unavailable");
+                tracing::error!(user = %user, error = %e, "login failed");
                 return Err(Error::NotLoggedIn("Home directory unavailable"));
             }
             Err(_) => return Err(Error::NotLoggedIn("Home directory unavailable")),
@@ -88,6 +98,7 @@ impl Session {
             data: None,
             hash_algo: HashAlgo::Sha256,
             range: None,
+            usage,
         }));
         self.reply(Reply::new(230, "Login successful")).await?;
         Ok(Flow::Continue)

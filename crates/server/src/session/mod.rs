@@ -62,6 +62,8 @@ struct Client {
     hash_algo: HashAlgo,
     /// Byte range from RANG, used by the next HASH.
     range: Option<(u64, u64)>,
+    /// Quota counters, shared with the user's other sessions.
+    usage: Arc<crate::quota::Usage>,
 }
 
 /// What the loop does after a command.

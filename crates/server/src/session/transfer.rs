@@ -23,10 +23,11 @@ use super::{Flow, Session};
 use crate::config::TlsMode;
 use crate::data::{self, DataPlan};
 use crate::error::{Error, Result};
+use crate::quota::Usage;
 use crate::server::Shared;
 use crate::stream::Stream;
 use crate::tls::SessionToken;
-use crate::vfs::WriteMode;
+use crate::vfs::{UploadMode, UploadPlan, Vfs};
 
 /// Shortest time without data-channel progress before a transfer is declared stalled.
 const MIN_STALL: Duration = Duration::from_secs(60);
@@ -105,6 +106,10 @@ pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
     } else {
         Some(arg)
     }
+}
+
+fn quota_exceeded(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::QuotaExceeded, what.to_owned())
 }
 
 /// Socket errors end a transfer as aborted (426); file errors keep their own code.
@@ -386,59 +391,172 @@ impl Session {
         let target = self.take_data_target()?;
         let (vfs, path) = self.resolve(&arg)?;
         let client = self.client()?;
-        let offset = std::mem::take(&mut client.rest);
+        let rest = std::mem::take(&mut client.rest);
         let ascii = client.data_type == DataType::Ascii;
-        let mode = match (kind, offset) {
-            (StoreKind::Appe, _) => WriteMode::Append,
-            (StoreKind::Stor, 0) => WriteMode::Truncate,
-            (StoreKind::Stor, n) => WriteMode::Resume(n),
+        let usage = client.usage.clone();
+        let mode = match kind {
+            StoreKind::Appe => UploadMode::Appe,
+            StoreKind::Stor => UploadMode::Stor { rest },
         };
-        let p = path.clone();
-        let file = vfs.run(move |v| v.open_write(&p, mode)).await?;
+        let (p, u) = (path.clone(), usage.clone());
+        let plan = vfs
+            .run(move |v| {
+                // A file that does not exist yet takes a slot of the file limit up front.
+                let creates =
+                    matches!(v.stat(&p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                if creates && !u.reserve_file() {
+                    return Err(quota_exceeded("file limit reached"));
+                }
+                match v.open_upload(&p, mode) {
+                    Ok(plan) => {
+                        u.release_bytes(plan.released);
+                        if creates && !plan.new_file {
+                            u.release_file();
+                        }
+                        Ok(plan)
+                    }
+                    Err(e) => {
+                        if creates {
+                            u.release_file();
+                        }
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
         let verb = if kind == StoreKind::Appe {
             "APPE"
         } else {
             "STOR"
         };
-        self.upload(target, file, ascii, path, verb).await
+        let text = format!("Opening data connection for {path}");
+        self.upload(
+            target,
+            plan,
+            ascii,
+            vfs,
+            usage,
+            format!("{verb} {path}"),
+            text,
+        )
+        .await
     }
 
     pub(super) async fn stou(&mut self, arg: Option<String>) -> Result<Flow> {
         let target = self.take_data_target()?;
         let (vfs, base) = self.resolve(arg.as_deref().unwrap_or("ferry.upload"))?;
-        let ascii = self.client()?.data_type == DataType::Ascii;
-        let (path, file) = vfs.run(move |v| v.create_unique(&base)).await?;
-        self.upload(target, file, ascii, path, "STOU").await
+        let client = self.client()?;
+        let ascii = client.data_type == DataType::Ascii;
+        let usage = client.usage.clone();
+        if !usage.reserve_file() {
+            return Err(Error::Io(quota_exceeded("file limit reached")));
+        }
+        let (path, file) = match vfs.run(move |v| v.create_unique(&base)).await {
+            Ok(created) => created,
+            Err(e) => {
+                usage.release_file();
+                return Err(e.into());
+            }
+        };
+        let plan = UploadPlan {
+            file,
+            written: path.clone(),
+            replaces: None,
+            start_size: 0,
+            released: 0,
+            new_file: true,
+        };
+        let text = format!("FILE: {path}");
+        self.upload(
+            target,
+            plan,
+            ascii,
+            vfs,
+            usage,
+            format!("STOU {path}"),
+            text,
+        )
+        .await
     }
 
+    /// Runs an upload: receive within quota, then settle the quota with the real file size
+    /// and, for an overwrite, move the completed part file over the original.
+    #[allow(clippy::too_many_arguments)]
     async fn upload(
         &mut self,
         target: DataTarget,
-        file: std::fs::File,
+        plan: UploadPlan,
         ascii: bool,
-        path: VirtualPath,
-        verb: &str,
+        vfs: Vfs,
+        usage: Arc<Usage>,
+        label: String,
+        preliminary: String,
     ) -> Result<Flow> {
         let progress = Arc::new(AtomicU64::new(0));
         let received = progress.clone();
+        let UploadPlan {
+            file,
+            written,
+            replaces,
+            start_size,
+            ..
+        } = plan;
         let task = async move {
-            let stall = target.stall;
-            let mut stream = target.connect().await?;
-            let n = data::receive_file(&mut stream, file, ascii, &received, stall)
+            let reserved = AtomicU64::new(0);
+            let result = async {
+                let stall = target.stall;
+                let mut stream = target.connect().await?;
+                let n = data::receive_file(
+                    &mut stream,
+                    file,
+                    ascii,
+                    &received,
+                    stall,
+                    &usage,
+                    &reserved,
+                )
                 .await
                 .map_err(classify)?;
-            // Answer the client's TLS close_notify with ours (ftplib waits for it). The upload
-            // is complete either way, so a failure here changes nothing.
-            let _ = tokio::time::timeout(stall, stream.shutdown()).await;
-            Ok(n)
+                // Answer the client's TLS close_notify with ours (ftplib waits for it). The
+                // upload is complete either way, so a failure here changes nothing.
+                let _ = tokio::time::timeout(stall, stream.shutdown()).await;
+                Ok::<u64, Error>(n)
+            }
+            .await;
+            let reserved = reserved.load(Ordering::Relaxed);
+            let (u, ok) = (usage.clone(), result.is_ok());
+            let finished = vfs
+                .run(move |v| {
+                    let size = v.written_size(&written)?;
+                    u.settle(reserved, size.saturating_sub(start_size));
+                    match replaces {
+                        Some(rep) if ok => {
+                            v.finish_upload(&written, &rep)?;
+                            u.release_bytes(rep.old_size.unwrap_or(0));
+                        }
+                        _ => {}
+                    }
+                    u.persist();
+                    Ok(())
+                })
+                .await;
+            result?;
+            finished?;
+            let c = usage.snapshot();
+            Ok(match c.remaining_bytes() {
+                Some(left) => Reply::new(
+                    226,
+                    format!(
+                        "Transfer complete; {} of quota left",
+                        crate::size::format_size(left)
+                    ),
+                ),
+                None => Reply::new(226, "Transfer complete"),
+            })
         };
-        let text = if verb == "STOU" {
-            format!("FILE: {path}")
-        } else {
-            format!("Opening data connection for {path}")
-        };
-        self.start_transfer(text, format!("{verb} {path}"), progress, task)
-            .await
+        self.reply(Reply::new(150, preliminary)).await?;
+        self.start_job(label, progress, CancellationToken::new(), task);
+        Ok(Flow::Continue)
     }
 
     /// Formats a listing on the blocking pool (directory scans can be large).

@@ -1,0 +1,94 @@
+//! Against our own server, `ferryd`.
+
+use crate::common::{self, Srv};
+use crate::harness::*;
+
+fn srv(d: &Ferryd) -> Srv {
+    std::fs::create_dir_all(d.home()).expect("home");
+    Srv {
+        port: d.port,
+        root: d.home(),
+        user: "alice",
+        pw: ALICE_PW,
+        // The cut proxy reads the control connection, so these runs stay in clear; TLS
+        // against ferryd has its own test below.
+        flags: vec!["--tls", "off"],
+    }
+}
+
+#[test]
+fn get_put_byte_exact() {
+    let d = Ferryd::start();
+    common::get_put_byte_exact(&srv(&d));
+}
+
+#[test]
+fn mirror_both_ways_non_ascii() {
+    let d = Ferryd::start();
+    common::mirror_both_ways(&srv(&d));
+}
+
+#[test]
+fn resume_get_after_cut_data_connection() {
+    let d = Ferryd::start();
+    common::resume_get_after_cut(&srv(&d));
+}
+
+#[test]
+fn resume_put_after_cut_data_connection() {
+    let d = Ferryd::start();
+    common::resume_put_after_cut(&srv(&d));
+}
+
+#[test]
+fn continue_partial_files() {
+    let d = Ferryd::start();
+    common::continue_partial_download(&srv(&d));
+}
+
+#[test]
+fn exit_codes() {
+    let d = Ferryd::start();
+    common::exit_codes(&srv(&d));
+}
+
+/// ferryd offers AUTH TLS with a self-signed certificate: refused until pinned, then used for
+/// control and data (PROT P), and remembered.
+#[test]
+fn tls_pinning() {
+    let d = Ferryd::start();
+    let s = srv(&d);
+    let ctx = Ctx::new();
+    let url = d.url("");
+    let first = ctx.ferry(&["ls", &url]);
+    if first.code() == Some(0) {
+        // This ferryd build has no TLS yet: auto mode must have fallen back to clear, and
+        // require mode must refuse.
+        ctx.ferry(&["--tls", "require", "ls", &url]).code_is(5);
+        return;
+    }
+    first.code_is(6);
+    let fp = first
+        .stderr
+        .split("--pin ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no fingerprint in:\n{first}"))
+        .to_owned();
+    if let Some(printed) = &d.fingerprint {
+        assert_eq!(
+            ferry_client::tls::Fingerprint::parse(printed).map(|f| f.to_string()),
+            Some(fp.clone()),
+            "the fingerprint ferry shows is the one ferryd printed"
+        );
+    }
+    let data = random_bytes(700_000);
+    std::fs::write(ctx.work().join("t.bin"), &data).expect("write");
+    ctx.ferry(&["--pin", &fp, "--tls", "require", "put", "t.bin", &url])
+        .ok();
+    assert_same("put over TLS", &read(&s.root.join("t.bin")), &data);
+    // Remembered: no --pin needed any more.
+    ctx.ferry(&["--tls", "require", "get", &d.url("t.bin"), "back.bin"])
+        .ok();
+    assert_same("get over TLS", &read(&ctx.work().join("back.bin")), &data);
+}
