@@ -155,7 +155,10 @@ impl WorkAreas {
         let taken = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut area = taken.unwrap_or_default();
         let result = f(&mut area);
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(area);
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(area);
         result
     }
 }

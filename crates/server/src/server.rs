@@ -45,6 +45,12 @@ struct PerIp {
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// The session's places under the global and per-IP limits, given back when it ends.
+pub struct SessionLimits {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _per_ip: PerIpGuard,
+}
+
 struct PerIpGuard {
     table: Arc<PerIp>,
     ip: IpAddr,
@@ -149,12 +155,22 @@ impl Server {
             };
             configure_control(&stream);
             let id = next_id.fetch_add(1, Ordering::Relaxed);
-            let session = Session::new(id, shared.clone(), stream, peer, local, implicit_tls);
-            tracker.spawn(async move {
-                session.run().await;
-                drop(ip_guard);
-                drop(slot);
-            });
+            let limits = SessionLimits {
+                _slot: slot,
+                _per_ip: ip_guard,
+            };
+            let session = Session::new(
+                id,
+                shared.clone(),
+                stream,
+                peer,
+                local,
+                implicit_tls,
+                limits,
+            );
+            // Spawned as is: wrapping it in another async block would store the (large)
+            // session future twice in the task.
+            tracker.spawn(session.run());
         }
         drop(listener);
         drop(implicit);

@@ -12,7 +12,6 @@ use crate::size::format_size;
 const FEATURES: &[&str] = &[
     " EPRT",
     " EPSV",
-    " HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32",
     " MDTM",
     " MLST type*;size*;modify*;perm*;unique*;",
     " PASV",
@@ -36,6 +35,12 @@ impl Session {
             lines.extend([" AUTH TLS", " PBSZ", " PROT"].map(str::to_owned));
         }
         lines.extend(FEATURES.iter().map(|f| (*f).to_owned()));
+        // The '*' marks the algorithm HASH uses now (draft-bryan-ftpext-hash §3.1).
+        let selected = match &self.state {
+            State::LoggedIn(c) => c.hash_algo,
+            _ => ferry_proto::command::HashAlgo::Sha256,
+        };
+        lines.push(crate::hash::feat_line(selected));
         lines.push("End".to_owned());
         self.reply(Reply::multi(211, lines)).await?;
         Ok(Flow::Continue)

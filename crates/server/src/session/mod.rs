@@ -37,8 +37,9 @@ pub use transfer::RunningTransfer;
 
 /// Lines that may wait behind a running transfer before the client is considered abusive.
 const MAX_DEFERRED: usize = 32;
-/// Bytes read from the control connection at a time; commands are short.
-const READ_CHUNK: usize = 1024;
+/// Bytes read from the control connection at a time; commands are short, and this buffer is
+/// part of every idle session.
+const READ_CHUNK: usize = 512;
 
 /// Login state; each variant holds only what is valid in it.
 enum State {
@@ -93,6 +94,8 @@ pub struct Session {
     deferred: VecDeque<Vec<u8>>,
     /// QUIT arrived during a transfer: close once it has been reported.
     quit_after_transfer: bool,
+    /// Held for the session's life: its places under the server's connection limits.
+    _limits: crate::server::SessionLimits,
 }
 
 impl Session {
@@ -103,6 +106,7 @@ impl Session {
         peer: SocketAddr,
         local: SocketAddr,
         implicit_tls: bool,
+        limits: crate::server::SessionLimits,
     ) -> Session {
         let max_line = shared.config.max_line;
         Session {
@@ -121,30 +125,35 @@ impl Session {
             transfer: None,
             deferred: VecDeque::new(),
             quit_after_transfer: false,
+            _limits: limits,
         }
     }
 
     /// Runs the session to its end. Never panics on client input; IO errors just end it.
-    pub async fn run(mut self) {
+    /// A plain function returning the future (not an `async fn` wrapping another `async`
+    /// block), so the session is stored once in its task, not twice.
+    pub fn run(self) -> impl std::future::Future<Output = ()> + Send {
         let span = tracing::info_span!("session", id = self.id, peer = %self.peer, user = tracing::field::Empty);
-        async move {
-            let started = std::time::Instant::now();
-            tracing::info!("session start");
-            let result = self.serve().await;
-            if let Some(t) = self.transfer.take() {
-                t.cancel();
-            }
-            let user = match &self.state {
-                State::LoggedIn(c) => c.account.name.as_str(),
-                _ => "-",
-            };
-            match result {
-                Ok(()) => tracing::info!(user, secs = started.elapsed().as_secs_f64(), "session end"),
-                Err(e) => tracing::info!(user, secs = started.elapsed().as_secs_f64(), error = %e, "session end"),
+        self.run_logged().instrument(span)
+    }
+
+    async fn run_logged(mut self) {
+        let started = std::time::Instant::now();
+        tracing::info!("session start");
+        let result = self.serve().await;
+        if let Some(t) = self.transfer.take() {
+            t.cancel();
+        }
+        let user = match &self.state {
+            State::LoggedIn(c) => c.account.name.as_str(),
+            _ => "-",
+        };
+        match result {
+            Ok(()) => tracing::info!(user, secs = started.elapsed().as_secs_f64(), "session end"),
+            Err(e) => {
+                tracing::info!(user, secs = started.elapsed().as_secs_f64(), error = %e, "session end")
             }
         }
-        .instrument(span)
-        .await
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -253,7 +262,10 @@ impl Session {
         let outcome = match Command::parse(line) {
             Ok(cmd) => {
                 tracing::debug!(cmd = %CommandForLog(&cmd), "command");
-                self.dispatch(cmd).await
+                // Boxed: a future is as large as its largest await state, and the handlers'
+                // (login, uploads, listings) would otherwise be carried by every idle session.
+                // This way their state exists only while a command runs.
+                Box::pin(self.dispatch(cmd)).await
             }
             Err(e) => Err(Error::Parse(e)),
         };
