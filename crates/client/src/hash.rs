@@ -184,8 +184,9 @@ pub async fn remote_digest(
     prefix: Option<u64>,
 ) -> Result<Option<RemoteDigest>> {
     if let Some(algo) = best_hash_algo(conn) {
-        let can_range = conn.features.has("RANG");
-        if (prefix.is_none() || can_range) && select_hash_algo(conn, algo).await? {
+        // RANG is tried whenever HASH is offered: servers (ferryd among them) may support it
+        // for HASH without advertising `RANG STREAM`, which would also promise ranged RETR.
+        if select_hash_algo(conn, algo).await? {
             if let Some(len) = prefix {
                 let r = conn
                     .cmd(&format!("RANG 0 {}", len.saturating_sub(1)))
@@ -218,6 +219,16 @@ pub async fn remote_digest(
                     "unparsable HASH reply: {}",
                     r.text()
                 )));
+            }
+            if prefix.is_some() {
+                // RANG was accepted, so ranges work, but not this one (e.g. the server's file is
+                // shorter than our part): what we hold cannot be confirmed, so report a digest
+                // nothing equals and the caller starts the file over.
+                return Ok(Some(RemoteDigest {
+                    algo,
+                    hex: String::new(),
+                    command: "HASH",
+                }));
             }
             if !unsupported(r.code) {
                 return Err(Error::server(format!("HASH {path}"), r));
