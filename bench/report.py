@@ -178,6 +178,11 @@ def main():
     print(f"Run {os.path.basename(os.path.normpath(d))}: {mt.get('date', '?')}, {mt.get('cores', '?')} cores "
           f"({mt.get('cpu', '?')}), kernel {mt.get('kernel', '?')}, ferry {mt.get('ferry', '?')}")
     print(f"Command: {mt.get('command', '?')}")
+    if mt.get("ferry_changes"):
+        print(f"Uncommitted changes in the measured tree: {mt['ferry_changes']}")
+    if "--quick" in mt.get("command", ""):
+        print("QUICK RUN: 128 MiB instead of 1 GiB, 1,000 instead of 10,000 sessions, 2,000 listing "
+              "entries, 50 idle sessions, 1 rep: a harness check, not numbers to quote.")
     reps = (m.get("ferry") or {}).get("reps")
     print(f"Medians of {reps or '?'} reps (memory: max over reps); 1 MB = 1e6 B; "
           f"ratios Ferry/other from this same run.\n")

@@ -133,6 +133,7 @@ FERRYD=${CARGO_TARGET_DIR:-$REPO/target}/release/ferryd
   echo "kernel: $(uname -r)"
   echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
   echo "ferry: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD -- crates 2>/dev/null || echo '+dirty')"
+  echo "ferry_changes: $(git -C "$REPO" status --short -- crates 2>/dev/null | awk '{print $2}' | tr '\n' ' ')"
   echo "command: bench/run.sh $([ "$QUICK" = 1 ] && echo '--quick ')--reps $REPS$([ "$STEPS" != "$ALL_STEPS" ] && echo " --only $STEPS")"
   echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$OUT/machine.txt"

@@ -39,6 +39,25 @@ pub struct FileReport {
     pub skipped: bool,
 }
 
+impl FileReport {
+    /// A report for a transfer about to start.
+    pub fn new(direction: &'static str, remote: &str, local: &std::path::Path) -> FileReport {
+        FileReport {
+            direction,
+            remote: remote.to_owned(),
+            local: local.display().to_string(),
+            bytes: 0,
+            size: 0,
+            seconds: 0.0,
+            hash: None,
+            verified_by: None,
+            error: None,
+            resumed_from: 0,
+            skipped: false,
+        }
+    }
+}
+
 pub struct Progress {
     pub mode: Mode,
     multi: MultiProgress,

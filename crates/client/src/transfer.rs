@@ -140,6 +140,21 @@ impl Client {
         tokio::time::sleep(wait).await;
     }
 
+    /// Times a finished transfer, records its error, and shows or prints its report.
+    fn finish_report(
+        &self,
+        started: Instant,
+        mut report: FileReport,
+        result: Result<()>,
+    ) -> Result<FileReport> {
+        report.seconds = started.elapsed().as_secs_f64();
+        if let Err(e) = &result {
+            report.error = Some(e.to_string());
+        }
+        self.progress.report(&report);
+        result.map(|()| report)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Download
     // -----------------------------------------------------------------------------------------
@@ -147,26 +162,9 @@ impl Client {
     /// Downloads `remote` to `local`, resuming and retrying as configured, then verifies.
     pub async fn get(&mut self, remote: &str, local: &Path) -> Result<FileReport> {
         let started = Instant::now();
-        let mut report = FileReport {
-            direction: "get",
-            remote: remote.to_owned(),
-            local: local.display().to_string(),
-            bytes: 0,
-            size: 0,
-            seconds: 0.0,
-            hash: None,
-            verified_by: None,
-            error: None,
-            resumed_from: 0,
-            skipped: false,
-        };
+        let mut report = FileReport::new("get", remote, local);
         let result = self.get_inner(remote, local, &mut report).await;
-        report.seconds = started.elapsed().as_secs_f64();
-        if let Err(e) = &result {
-            report.error = Some(e.to_string());
-        }
-        self.progress.report(&report);
-        result.map(|()| report)
+        self.finish_report(started, report, result)
     }
 
     async fn get_inner(
@@ -299,26 +297,9 @@ impl Client {
     /// Uploads `local` to `remote`, resuming and retrying as configured, then verifies.
     pub async fn put(&mut self, local: &Path, remote: &str) -> Result<FileReport> {
         let started = Instant::now();
-        let mut report = FileReport {
-            direction: "put",
-            remote: remote.to_owned(),
-            local: local.display().to_string(),
-            bytes: 0,
-            size: 0,
-            seconds: 0.0,
-            hash: None,
-            verified_by: None,
-            error: None,
-            resumed_from: 0,
-            skipped: false,
-        };
+        let mut report = FileReport::new("put", remote, local);
         let result = self.put_inner(local, remote, &mut report).await;
-        report.seconds = started.elapsed().as_secs_f64();
-        if let Err(e) = &result {
-            report.error = Some(e.to_string());
-        }
-        self.progress.report(&report);
-        result.map(|()| report)
+        self.finish_report(started, report, result)
     }
 
     async fn put_inner(

@@ -229,6 +229,10 @@ pub async fn send_file_copy(
 
 /// Receives an upload into `file` until the client closes the data connection.
 ///
+/// The socket is read here while a writer on the blocking pool writes the previous buffers to
+/// the file, so network and disk overlap; buffers travel to the writer and back through two
+/// small channels and are reused (bounded memory: [`UPLOAD_BUFFERS`] x [`UPLOAD_CHUNK`]).
+///
 /// Every chunk is reserved against the user's quota before it is written (`reserved` counts
 /// it, for the caller to reconcile with the file's real size afterwards). When the quota runs
 /// out, the part that still fits is written and the upload stops with `QuotaExceeded` (552):
@@ -242,61 +246,122 @@ pub async fn receive_file(
     quota: &Usage,
     reserved: &AtomicU64,
 ) -> io::Result<u64> {
-    let mut file = tokio::fs::File::from_std(file);
-    let mut buf = vec![0u8; CHUNK];
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
+    let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
+    for _ in 0..UPLOAD_BUFFERS {
+        // The channel has room for exactly these.
+        let _ = to_reader.try_send(Vec::with_capacity(UPLOAD_CHUNK));
+    }
+    let writer = tokio::task::spawn_blocking(move || write_chunks(file, from_reader, to_reader));
+    let read_result = read_chunks(
+        stream,
+        ascii,
+        received,
+        stall,
+        quota,
+        reserved,
+        &to_writer,
+        &mut from_writer,
+    )
+    .await;
+    // Closing the channel lets the writer finish what it has and report.
+    drop(to_writer);
+    let write_result = writer
+        .await
+        .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
+    // A write error (disk full) is the cause even when it made the reading side stop too.
+    write_result?;
+    read_result
+}
+
+/// Buffers in flight per upload, and their size.
+const UPLOAD_BUFFERS: usize = 3;
+const UPLOAD_CHUNK: usize = 1024 * 1024;
+
+#[allow(clippy::too_many_arguments)]
+async fn read_chunks(
+    stream: &mut Stream,
+    ascii: bool,
+    received: &AtomicU64,
+    stall: Duration,
+    quota: &Usage,
+    reserved: &AtomicU64,
+    to_writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    from_writer: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> io::Result<u64> {
+    let writer_gone = || io::Error::other("upload writer stopped");
     let mut conv = FromNetwork::default();
-    let mut converted = Vec::new();
+    let mut raw = if ascii {
+        vec![0u8; UPLOAD_CHUNK / 2]
+    } else {
+        Vec::new()
+    };
     let mut total = 0u64;
     loop {
-        let n = match step(stall, stream.read(&mut buf)).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            // A TLS client that closes without close_notify (common; vsftpd accepts it too by
-            // default): the bytes received so far are the upload.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e),
+        // A free buffer; waiting here is the back-pressure when the disk is slower.
+        let mut buf = from_writer.recv().await.ok_or_else(writer_gone)?;
+        buf.clear();
+        let n = if ascii {
+            let n = read_step(stream, &mut raw, stall).await?;
+            conv.convert(&raw[..n], &mut buf);
+            if n == 0 {
+                conv.finish(&mut buf);
+            }
+            n
+        } else {
+            // Into the buffer's spare capacity: no zero-filling a megabyte per read.
+            end_of_upload(step(stall, stream.read_buf(&mut buf)).await)?
         };
         total += n as u64;
         received.fetch_add(n as u64, Ordering::Relaxed);
-        let bytes = if ascii {
-            converted.clear();
-            conv.convert(&buf[..n], &mut converted);
-            &converted[..]
-        } else {
-            &buf[..n]
-        };
-        write_within_quota(&mut file, bytes, quota, reserved).await?;
+        let granted = quota.reserve_bytes(buf.len() as u64);
+        reserved.fetch_add(granted, Ordering::Relaxed);
+        let over = granted < buf.len() as u64;
+        // granted <= buf.len(), so it fits in usize.
+        buf.truncate(usize::try_from(granted).unwrap_or(0));
+        if !buf.is_empty() {
+            // Never blocks: only UPLOAD_BUFFERS buffers exist and the channel holds that many.
+            to_writer.send(buf).map_err(|_| writer_gone())?;
+        }
+        if over {
+            return Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                "disk quota exceeded",
+            ));
+        }
+        if n == 0 {
+            return Ok(total);
+        }
     }
-    if ascii {
-        converted.clear();
-        conv.finish(&mut converted);
-        write_within_quota(&mut file, &converted, quota, reserved).await?;
-    }
-    file.flush().await?;
-    Ok(total)
 }
 
-async fn write_within_quota(
-    file: &mut tokio::fs::File,
-    bytes: &[u8],
-    quota: &Usage,
-    reserved: &AtomicU64,
-) -> io::Result<()> {
-    let granted = quota.reserve_bytes(bytes.len() as u64);
-    reserved.fetch_add(granted, Ordering::Relaxed);
-    // granted <= bytes.len(), so it fits in usize.
-    let fits = usize::try_from(granted)
-        .unwrap_or(bytes.len())
-        .min(bytes.len());
-    file.write_all(&bytes[..fits]).await?;
-    if fits < bytes.len() {
-        file.flush().await?;
-        return Err(io::Error::new(
-            io::ErrorKind::QuotaExceeded,
-            "disk quota exceeded",
-        ));
+/// One read from the data connection; 0 at its end.
+async fn read_step(stream: &mut Stream, buf: &mut [u8], stall: Duration) -> io::Result<usize> {
+    end_of_upload(step(stall, stream.read(buf)).await)
+}
+
+/// A TLS client that closes without close_notify (common; vsftpd accepts it too by default)
+/// has still sent its whole upload: that is its end, not an error.
+fn end_of_upload(read: io::Result<usize>) -> io::Result<usize> {
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
     }
-    Ok(())
+}
+
+/// The blocking half of an upload: writes buffers in order and hands them back for reuse.
+fn write_chunks(
+    mut file: std::fs::File,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    recycle: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> io::Result<()> {
+    use std::io::Write;
+    for buf in chunks {
+        file.write_all(&buf)?;
+        // The reader may have stopped already; then the buffer is simply dropped.
+        let _ = recycle.try_send(buf);
+    }
+    file.flush()
 }
 
 /// Sends an in-memory listing and closes the connection.

@@ -149,8 +149,8 @@ impl Vfs {
         Ok(out)
     }
 
-    /// Opens a regular file for reading.
-    pub fn open_read(&self, path: &VirtualPath) -> io::Result<std::fs::File> {
+    /// Opens a regular file for reading; also returns its size.
+    pub fn open_read(&self, path: &VirtualPath) -> io::Result<(std::fs::File, u64)> {
         let file = self.root.open(path.to_relative())?;
         let meta = file.metadata()?;
         if meta.is_dir() {
@@ -159,7 +159,7 @@ impl Vfs {
         if !meta.is_file() {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
-        Ok(file.into_std())
+        Ok((file.into_std(), meta.len()))
     }
 
     /// Opens a file for an upload.

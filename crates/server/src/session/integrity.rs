@@ -145,13 +145,7 @@ impl Session {
     async fn open_for_hash(&mut self, arg: &str) -> Result<(File, u64, VirtualPath)> {
         let (vfs, path) = self.resolve(arg)?;
         let p = path.clone();
-        let (file, size) = vfs
-            .run(move |v| {
-                let f = v.open_read(&p)?;
-                let len = f.metadata()?.len();
-                Ok((f, len))
-            })
-            .await?;
+        let (file, size) = vfs.run(move |v| v.open_read(&p)).await?;
         Ok((file, size, path))
     }
 

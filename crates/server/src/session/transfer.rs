@@ -358,13 +358,7 @@ impl Session {
         let offset = std::mem::take(&mut client.rest);
         let ascii = client.data_type == DataType::Ascii;
         let p = path.clone();
-        let (file, size) = vfs
-            .run(move |v| {
-                let f = v.open_read(&p)?;
-                let len = f.metadata()?.len();
-                Ok((f, len))
-            })
-            .await?;
+        let (file, size) = vfs.run(move |v| v.open_read(&p)).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""plot.py RESULTS_DIR - RESULTS_DIR/plot.png: throughput (RETR/STOR 1 GiB plain, data phase
+and the kit's total-time figure; FTPS RETR) and idle memory per session of Ferry beside the
+peers, from the run's measure.jsonl and extra.jsonl. Needs matplotlib (optional for run.sh)."""
+import json, os, sys
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SERVERS = [("ferry", "Ferry"), ("vsftpd", "vsftpd"), ("pureftpd", "Pure-FTPd"),
+           ("proftpd", "ProFTPD"), ("pyftpdlib", "pyftpdlib")]
+COLORS = {"ferry": "#d9480f", "vsftpd": "#1c7ed6", "pureftpd": "#37b24d",
+          "proftpd": "#7048e8", "pyftpdlib": "#868e96"}
+
+
+def load(path):
+    rows = {}
+    if os.path.exists(path):
+        for line in open(path):
+            if line.strip():
+                r = json.loads(line)
+                rows[r["label"]] = r
+    return rows
+
+
+def get(r, *keys):
+    for k in keys:
+        if not isinstance(r, dict):
+            return None
+        r = r.get(k)
+    return r
+
+
+def main():
+    d = sys.argv[1]
+    m, x = load(os.path.join(d, "measure.jsonl")), load(os.path.join(d, "extra.jsonl"))
+    groups = [
+        ("RETR plain\n(kit, curl total)", lambda s: get(m.get(s), "a_retr_MBps", "median")),
+        ("RETR plain\n(data phase)", lambda s: get(x.get(s), "retr", "MBps_data", "median")),
+        ("STOR plain\n(kit, curl total)", lambda s: get(m.get(s), "b_stor_MBps", "median")),
+        ("STOR plain\n(data phase)", lambda s: get(x.get(s), "stor", "MBps_data", "median")),
+        ("FTPS RETR\n(data phase)", lambda s: get(x.get("vsftpd-tls" if s == "vsftpd" else s),
+                                                  "ftps", "MBps_data", "median")),
+    ]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [2.3, 1]})
+    w = 0.16
+    for i, (s, name) in enumerate(SERVERS):
+        xs, ys = [], []
+        for g, (_, fn) in enumerate(groups):
+            v = fn(s)
+            if v is not None:
+                xs.append(g + (i - 2) * w)
+                ys.append(v)
+        if ys:
+            ax1.bar(xs, ys, w, label=name, color=COLORS[s])
+    iperf = get(m.get("physical"), "iperf3_MBps", "median")
+    if iperf:
+        ax1.axhline(iperf, color="black", ls="--", lw=1)
+        ax1.text(len(groups) - 0.5, iperf, f" iperf3 loopback {iperf:,.0f}", va="bottom", ha="right", fontsize=8)
+    ax1.set_xticks(range(len(groups)))
+    ax1.set_xticklabels([g for g, _ in groups], fontsize=8)
+    ax1.set_ylabel("MB/s (1 MB = 1e6 B), median")
+    ax1.set_title("1 GiB transfers, one client, loopback (FTPS: vsftpd with TLS on)")
+    ax1.legend(fontsize=8)
+
+    names, vals, cols = [], [], []
+    for s, name in SERVERS:
+        v = get(m.get(s), "d_idle_pss_kib_per_session", "max")
+        if v is not None:
+            names.append(f"{name}\n(200)")
+            vals.append(max(v, 0.01))
+            cols.append(COLORS[s])
+    i10 = get(x.get("ferry"), "idle10k")
+    if i10 and i10.get("pss_kib_per_session") is not None:
+        names.append(f"Ferry\n({i10['opened']:,})")
+        vals.append(max(i10["pss_kib_per_session"], 0.01))
+        cols.append(COLORS["ferry"])
+    ax2.bar(range(len(vals)), vals, color=cols)
+    for i, v in enumerate(vals):
+        ax2.text(i, v, f"{v:,.1f}", ha="center", va="bottom", fontsize=8)
+    ax2.set_yscale("log")
+    ax2.axhline(4, color="black", ls=":", lw=1)
+    ax2.text(len(vals) - 0.5, 4, "target 4 KiB", va="bottom", ha="right", fontsize=8)
+    ax2.set_xticks(range(len(vals)))
+    ax2.set_xticklabels(names, fontsize=8)
+    ax2.set_ylabel("KiB PSS per idle logged-in session (log)")
+    ax2.set_title("Memory per idle session (n sessions)")
+    fig.suptitle(f"Ferry vs peers, run {os.path.basename(os.path.normpath(d))}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "plot.png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()
