@@ -460,6 +460,7 @@ mod tests {
         use std::io::Read;
         vfs.open_read(&vp("good"))
             .expect("inside link")
+            .0
             .read_to_string(&mut s)
             .expect("read");
         assert_eq!(s, "ok");
