@@ -20,7 +20,7 @@ def load(path):
         for line in open(path):
             if line.strip():
                 r = json.loads(line)
-                rows[r["label"]] = r
+                rows.setdefault(r["label"], {}).update(r)    # several lines per label: merged
     return rows
 
 

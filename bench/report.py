@@ -19,7 +19,8 @@ def load(path):
         for line in open(path):
             if line.strip():
                 r = json.loads(line)
-                rows[r["label"]] = r           # a label measured twice: the last one wins
+                # several lines per label (run.sh calls measure.py twice): merged, later wins
+                rows.setdefault(r["label"], {}).update(r)
     return rows
 
 
@@ -193,9 +194,12 @@ def main():
     for (name, better, vals, ref, ref_label, rv, rb, rr, target, met, _sp) in rows:
         arrow = "↑" if better == "hi" else "↓"
         cells = [f"{name} {arrow}"] + [fmt(vals.get(s)) for s, _ in SERVERS]
+        if met is None and vals.get("ferry") is None and target != "(context)" and "ferry" in m:
+            verdict = "**no** (no Ferry result: failed, see run.log)"
+        else:
+            verdict = "–" if met is None else ("**yes**" if met else "**no**")
         cells += [f"{fmt(ref)} ({ref_label})" if ref is not None else "–",
-                  fmt_ratio(rv), fmt_ratio(rb), fmt_ratio(rr), target,
-                  "–" if met is None else ("**yes**" if met else "**no**")]
+                  fmt_ratio(rv), fmt_ratio(rb), fmt_ratio(rr), target, verdict]
         print("| " + " | ".join(cells) + " |")
     print("\n↑ higher is better, ↓ lower is better. Best peer = best of vsftpd, Pure-FTPd, ProFTPD, "
           "pyftpdlib in that row (pyftpdlib logs in with plain text under HASH=stock only; here all "
@@ -217,7 +221,9 @@ def main():
               f"per login), errors {i10.get('open_errors') or 'none'}, dropped while held "
               f"{i10.get('dropped_while_held')}; server PSS {sb.get('pss_kib')} -> {sa.get('pss_kib')} KiB, "
               f"RSS {sb.get('rss_kib')} -> {sa.get('rss_kib')} KiB, fds {sa.get('fds')}, threads "
-              f"{sa.get('threads')}; RETR {i10.get('retr_MBps')} MB/s while held; close of all: "
+              f"{sa.get('threads')}; new login while held: "
+              f"{i10.get('new_login_s') if i10.get('new_login_ok') else i10.get('new_login_error')}; "
+              f"RETR while held: {str(i10.get('retr_MBps')) + ' MB/s' if i10.get('retr_ok') else 'failed'}; close of all: "
               f"{i10.get('teardown_s')} s, PSS after {i10.get('server_after_close', {}).get('pss_kib')} KiB.")
     for lbl, r in x.items():
         if r.get("failures"):

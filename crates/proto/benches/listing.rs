@@ -2,6 +2,8 @@
 //! `mlsx_facts` (MLSD), the way the server formats a directory into one buffer.
 //! Run: `cargo bench -p ferry-proto --bench listing`.
 
+use std::time::Duration;
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ferry_proto::listing::{list_line, mlsx_facts, Entry, EntryKind};
 
@@ -36,6 +38,9 @@ fn listing(c: &mut Criterion) {
     let mut out = String::with_capacity(N * 96);
     let mut g = c.benchmark_group("listing_10k");
     g.throughput(Throughput::Elements(N as u64));
+    // 2-3 ms per iteration: fewer samples, longer window than criterion's 100 in 5 s
+    g.sample_size(50);
+    g.measurement_time(Duration::from_secs(10));
     g.bench_function("list_line", |b| {
         b.iter(|| {
             out.clear();

@@ -197,7 +197,7 @@ pub fn mlsx_facts_selected(e: &Entry, facts: Facts, out: &mut String) {
     }
     if facts.modify {
         out.push_str("modify=");
-        out.push_str(&format_mdtm(e.mtime));
+        write_mdtm(e.mtime, out);
         out.push(';');
     }
     if facts.perm {
@@ -242,8 +242,15 @@ pub fn mlsx_facts_selected(e: &Entry, facts: Facts, out: &mut String) {
 /// Times outside what a four-digit year can express are clamped to
 /// `00000101000000` / `99991231235959`, so the reply always has exactly 14 digits.
 pub fn format_mdtm(unix_secs: i64) -> String {
+    let mut out = String::with_capacity(14);
+    write_mdtm(unix_secs, &mut out);
+    out
+}
+
+/// [`format_mdtm`] appended to `out`, without allocating (listings write one per entry).
+pub fn write_mdtm(unix_secs: i64, out: &mut String) {
     let (y, mo, d, h, mi, s) = civil_from_unix(unix_secs.clamp(MDTM_MIN, MDTM_MAX));
-    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+    let _ = write!(out, "{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}");
 }
 
 /// Parse `YYYYMMDDHHMMSS` (UTC), optionally followed by `.` and one or more fraction digits

@@ -11,6 +11,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
@@ -56,6 +57,10 @@ pub fn open_passive(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<TcpList
         } else {
             TcpSocket::new_v6()?
         };
+        // The server usually closes data connections first, leaving them in TIME_WAIT for a
+        // minute; without SO_REUSEADDR those ports could not listen again, and a busy server
+        // would run through its whole passive range (425 for everyone).
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(ip, port))?;
         socket.listen(8)
     };
@@ -272,6 +277,153 @@ pub async fn receive_file(
     // A write error (disk full) is the cause even when it made the reading side stop too.
     write_result?;
     read_result
+}
+
+/// Receives a plain binary upload with splice(2): socket -> pipe -> file, the bytes never
+/// copied through user space. The pipe is also the buffer between this task, which moves data
+/// in as the socket has it, and a writer on the blocking pool, which moves it into the file.
+/// Quota works as in [`receive_file`]: each splice is limited to what was reserved.
+/// Gives the file back (`Err`) when splice cannot be used for it (opened for appending), so
+/// the caller falls back to [`receive_file`].
+pub async fn receive_file_spliced(
+    tcp: &TcpStream,
+    file: std::fs::File,
+    received: &AtomicU64,
+    stall: Duration,
+    quota: &Usage,
+    reserved: &AtomicU64,
+) -> io::Result<std::result::Result<u64, std::fs::File>> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
+    use std::os::fd::AsRawFd;
+    let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
+        // splice(2) refuses files opened for appending.
+        return Ok(Err(file));
+    }
+    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let _ = fcntl(
+        pipe_in.as_raw_fd(),
+        FcntlArg::F_SETPIPE_SZ(SPLICE_PIPE as i32),
+    );
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let signal = drained.clone();
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        loop {
+            let n = nix::fcntl::splice(
+                &pipe_out,
+                None,
+                &file,
+                None,
+                SPLICE_PIPE,
+                SpliceFFlags::SPLICE_F_MOVE,
+            )
+            .map_err(io::Error::from)?;
+            // notify_one keeps a permit if nobody waits yet, so no wake-up is lost.
+            signal.notify_one();
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    });
+    let read_result = splice_in(tcp, &pipe_in, &drained, received, stall, quota, reserved).await;
+    // Closing our end lets the writer drain the pipe and see its end.
+    drop(pipe_in);
+    let write_result = writer
+        .await
+        .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
+    // A write error (disk full) is the cause even when it made the reading side stop too.
+    write_result?;
+    read_result.map(Ok)
+}
+
+/// Pipe size for spliced uploads.
+const SPLICE_PIPE: usize = 1024 * 1024;
+
+/// A splice found the pipe full (not the socket empty): wait for the writer, keep the socket's
+/// readiness.
+#[derive(Debug)]
+struct PipeFull;
+
+impl std::fmt::Display for PipeFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upload pipe full")
+    }
+}
+
+impl std::error::Error for PipeFull {}
+
+fn pipe_has_room(pipe_in: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pipe_in.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLOUT))
+}
+
+async fn splice_in(
+    tcp: &TcpStream,
+    pipe_in: &std::os::fd::OwnedFd,
+    drained: &tokio::sync::Notify,
+    received: &AtomicU64,
+    stall: Duration,
+    quota: &Usage,
+    reserved: &AtomicU64,
+) -> io::Result<u64> {
+    use nix::fcntl::SpliceFFlags;
+    let mut total = 0u64;
+    loop {
+        step(stall, tcp.readable()).await?;
+        let granted = quota.reserve_bytes(SPLICE_PIPE as u64);
+        if granted == 0 {
+            // Out of quota: fine if the client has finished, else the upload stops here.
+            let mut probe = [0u8; 1];
+            return match step(stall, tcp.peek(&mut probe)).await? {
+                0 => Ok(total),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::QuotaExceeded,
+                    "disk quota exceeded",
+                )),
+            };
+        }
+        let want = usize::try_from(granted).unwrap_or(SPLICE_PIPE);
+        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        // EAGAIN means "socket empty" (tokio then waits for new data) only when the pipe has
+        // room; a full pipe is reported apart so the socket's readiness is kept.
+        let moved = tcp.try_io(Interest::READABLE, || {
+            match nix::fcntl::splice(tcp, None, pipe_in, None, want, flags) {
+                Ok(n) => Ok(n),
+                Err(nix::errno::Errno::EAGAIN) if !pipe_has_room(pipe_in) => {
+                    Err(io::Error::other(PipeFull))
+                }
+                Err(e) => Err(io::Error::from(e)),
+            }
+        });
+        match moved {
+            Ok(0) => {
+                quota.release_bytes(granted);
+                return Ok(total);
+            }
+            Ok(n) => {
+                quota.release_bytes(granted - n as u64);
+                reserved.fetch_add(n as u64, Ordering::Relaxed);
+                received.fetch_add(n as u64, Ordering::Relaxed);
+                total += n as u64;
+            }
+            Err(e) => {
+                quota.release_bytes(granted);
+                if e.get_ref().is_some_and(|r| r.is::<PipeFull>()) {
+                    step(stall, async {
+                        drained.notified().await;
+                        Ok(())
+                    })
+                    .await?;
+                } else if e.kind() != io::ErrorKind::WouldBlock {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// Buffers in flight per upload, and their size.

@@ -32,6 +32,7 @@ pub struct Shared {
     pub tls: Option<Tls>,
     pub guard: LoginGuard,
     pub quotas: QuotaRegistry,
+    pub homes: crate::vfs::Homes,
     pub shutdown: CancellationToken,
 }
 
@@ -99,6 +100,7 @@ impl Server {
                 tls,
                 guard,
                 quotas,
+                homes: crate::vfs::Homes::default(),
                 shutdown,
             }),
         }

@@ -88,6 +88,35 @@ pub struct Vfs {
     root: Arc<Dir>,
 }
 
+/// Open home directories, shared by all sessions of the same home: a descriptor per user,
+/// not per session, so ten thousand sessions of one user cost ten thousand sockets and one
+/// directory descriptor.
+#[derive(Default)]
+pub struct Homes {
+    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Dir>>>,
+}
+
+impl Homes {
+    /// The jail for `home`: the directory another session already holds, if the path still
+    /// names that same directory, else a newly opened one. Blocking.
+    pub fn open(&self, home: &Path) -> io::Result<Vfs> {
+        std::fs::create_dir_all(home)?;
+        let on_disk = std::fs::metadata(home)?;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = open.get(home).and_then(std::sync::Weak::upgrade) {
+            use std::os::unix::fs::MetadataExt as _;
+            let held = dir.dir_metadata()?;
+            if (held.dev(), held.ino()) == (on_disk.dev(), on_disk.ino()) {
+                return Ok(Vfs { root: dir });
+            }
+        }
+        open.retain(|_, w| w.strong_count() > 0);
+        let vfs = Vfs::open(home)?;
+        open.insert(home.to_path_buf(), Arc::downgrade(&vfs.root));
+        Ok(vfs)
+    }
+}
+
 /// Most directory entries one listing returns, so a listing's memory is bounded.
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
 
@@ -145,7 +174,7 @@ impl Vfs {
                 break;
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -543,5 +572,18 @@ mod tests {
         assert!(vfs
             .open_upload(&vp(".f.ferry-part"), UploadMode::Appe)
             .is_err());
+    }
+
+    #[test]
+    fn sessions_of_one_home_share_its_descriptor() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let homes = Homes::default();
+        let a = homes.open(&tmp.path().join("u")).expect("first");
+        let b = homes.open(&tmp.path().join("u")).expect("second");
+        assert!(Arc::ptr_eq(&a.root, &b.root));
+        // A home replaced on disk is opened anew.
+        std::fs::rename(tmp.path().join("u"), tmp.path().join("old")).expect("rename");
+        let c = homes.open(&tmp.path().join("u")).expect("recreated");
+        assert!(!Arc::ptr_eq(&a.root, &c.root));
     }
 }

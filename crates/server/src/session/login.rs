@@ -8,7 +8,6 @@ use ferry_proto::{Reply, VirtualPath};
 
 use super::{Client, Flow, Session, State};
 use crate::error::{Error, Result};
-use crate::vfs::Vfs;
 
 impl Session {
     pub(super) async fn user(&mut self, name: String) -> Result<Flow> {
@@ -68,8 +67,10 @@ impl Session {
         self.shared.guard.success(ip, &user);
         let (shared, acct) = (self.shared.clone(), account.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            let vfs =
-                Vfs::open(&acct.home).map_err(|e| format!("home directory unavailable: {e}"))?;
+            let vfs = shared
+                .homes
+                .open(&acct.home)
+                .map_err(|e| format!("home directory unavailable: {e}"))?;
             let usage = shared
                 .quotas
                 .attach(&acct)

@@ -108,6 +108,36 @@ pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
     }
 }
 
+/// Receives an upload the fastest way the connection allows: spliced when it is plain TCP in
+/// binary mode, through user-space buffers otherwise (TLS, TYPE A, appends).
+async fn receive(
+    stream: &mut Stream,
+    file: std::fs::File,
+    ascii: bool,
+    received: &AtomicU64,
+    stall: Duration,
+    usage: &Usage,
+    reserved: &AtomicU64,
+) -> std::io::Result<u64> {
+    let file = match stream {
+        Stream::Plain(tcp) if !ascii => {
+            match data::receive_file_spliced(tcp, file, received, stall, usage, reserved).await? {
+                Ok(n) => return Ok(n),
+                Err(file) => file,
+            }
+        }
+        _ => file,
+    };
+    data::receive_file(stream, file, ascii, received, stall, usage, reserved).await
+}
+
+/// A passive port could not be opened: the client gets 425, the operator a warning (a full
+/// port range is a configuration problem, not the client's).
+fn passive_failed(e: std::io::Error) -> Error {
+    tracing::warn!(error = %e, "cannot open a passive port");
+    Error::NoDataConnection(format!("Cannot open passive port: {e}"))
+}
+
 fn quota_exceeded(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::QuotaExceeded, what.to_owned())
 }
@@ -196,7 +226,7 @@ impl Session {
             ));
         };
         let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
-            .map_err(|e| Error::NoDataConnection(format!("Cannot open passive port: {e}")))?;
+            .map_err(passive_failed)?;
         let port = listener.local_addr()?.port();
         let shown = match self.shared.config.passive_address {
             Some(IpAddr::V4(ip)) => ip,
@@ -223,7 +253,7 @@ impl Session {
             _ => {}
         }
         let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
-            .map_err(|e| Error::NoDataConnection(format!("Cannot open passive port: {e}")))?;
+            .map_err(passive_failed)?;
         let port = listener.local_addr()?.port();
         self.client()?.data = Some(DataPlan::Passive(listener));
         self.ok(229, &addr::epsv_reply_text(port)).await
@@ -500,7 +530,7 @@ impl Session {
             let result = async {
                 let stall = target.stall;
                 let mut stream = target.connect().await?;
-                let n = data::receive_file(
+                let n = receive(
                     &mut stream,
                     file,
                     ascii,
