@@ -365,3 +365,54 @@ def test_disk_full_is_452_and_the_session_goes_on(start_server, small_disk):
     ftp.delete("huge.bin")
     upload(ftp, "small.bin", b"fits now")
     assert (home / "small.bin").read_bytes() == b"fits now"
+
+
+def quota_used_bytes(ftp) -> int:
+    report = ftp.sendcmd("SITE QUOTA")
+    return int(report.split("(", 1)[1].split(" bytes)", 1)[0])
+
+
+def wait_until(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_aborted_upload_leaves_usage_equal_to_the_disk(start_server):
+    srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
+    ftp = srv.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR a.bin")
+    conn.sendall(os.urandom(3 * 1024 * 1024))
+    wait_for_size(srv.home() / "a.bin", 1)
+    ftp.sock.sendall(b"ABOR\r\n")
+    replies = []
+    try:
+        replies.append(ftp.getmultiline())
+        replies.append(ftp.getmultiline())
+    finally:
+        conn.close()
+    assert [r[:3] for r in replies] == ["426", "226"], replies
+    on_disk = disk_usage(srv.home())[0]
+    assert quota_used_bytes(ftp) == on_disk, (ftp.sendcmd("SITE QUOTA"), on_disk)
+
+
+def test_client_killed_mid_upload_leaves_usage_equal_to_the_disk(start_server):
+    srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
+    ftp = srv.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR k.bin")
+    conn.sendall(os.urandom(3 * 1024 * 1024))
+    wait_for_size(srv.home() / "k.bin", 1)
+    # Both connections die at once, as when the client process is killed.
+    reset_close(conn)
+    reset_close(ftp.sock)
+    on_disk = lambda: disk_usage(srv.home())[0]
+    fresh = srv.connect("bob")  # another user: alice's counters are not re-read from the store
+    assert fresh.voidcmd("NOOP").startswith("200")
+    # The dead session settles in the background; then alice's next session sees the truth.
+    assert wait_until(lambda: quota_used_bytes(srv.connect("alice")) == on_disk()), (
+        srv.connect("alice").sendcmd("SITE QUOTA"), on_disk())

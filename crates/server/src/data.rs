@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use crate::error::{Error, Result};
 use crate::quota::Usage;
 use crate::stream::Stream;
+use tokio_util::sync::CancellationToken;
 
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
 #[derive(Debug)]
@@ -250,6 +251,7 @@ pub async fn receive_file(
     stall: Duration,
     quota: &Usage,
     reserved: &AtomicU64,
+    stop: &CancellationToken,
 ) -> io::Result<u64> {
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
     let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
@@ -267,6 +269,7 @@ pub async fn receive_file(
         reserved,
         &to_writer,
         &mut from_writer,
+        stop,
     )
     .await;
     // Closing the channel lets the writer finish what it has and report.
@@ -292,6 +295,7 @@ pub async fn receive_file_spliced(
     stall: Duration,
     quota: &Usage,
     reserved: &AtomicU64,
+    stop: &CancellationToken,
 ) -> io::Result<std::result::Result<u64, std::fs::File>> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
     use std::os::fd::AsRawFd;
@@ -325,7 +329,10 @@ pub async fn receive_file_spliced(
             }
         }
     });
-    let read_result = splice_in(tcp, &pipe_in, &drained, received, stall, quota, reserved).await;
+    let read_result = splice_in(
+        tcp, &pipe_in, &drained, received, stall, quota, reserved, stop,
+    )
+    .await;
     // Closing our end lets the writer drain the pipe and see its end.
     drop(pipe_in);
     let write_result = writer
@@ -369,11 +376,12 @@ async fn splice_in(
     stall: Duration,
     quota: &Usage,
     reserved: &AtomicU64,
+    stop: &CancellationToken,
 ) -> io::Result<u64> {
     use nix::fcntl::SpliceFFlags;
     let mut total = 0u64;
     loop {
-        step(stall, tcp.readable()).await?;
+        until_stopped(stop, step(stall, tcp.readable())).await?;
         let granted = quota.reserve_bytes(SPLICE_PIPE as u64);
         if granted == 0 {
             // Out of quota: fine if the client has finished, else the upload stops here.
@@ -440,6 +448,7 @@ async fn read_chunks(
     reserved: &AtomicU64,
     to_writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
     from_writer: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    stop: &CancellationToken,
 ) -> io::Result<u64> {
     let writer_gone = || io::Error::other("upload writer stopped");
     let mut conv = FromNetwork::default();
@@ -454,7 +463,7 @@ async fn read_chunks(
         let mut buf = from_writer.recv().await.ok_or_else(writer_gone)?;
         buf.clear();
         let n = if ascii {
-            let n = read_step(stream, &mut raw, stall).await?;
+            let n = until_stopped(stop, read_step(stream, &mut raw, stall)).await?;
             conv.convert(&raw[..n], &mut buf);
             if n == 0 {
                 conv.finish(&mut buf);
@@ -462,7 +471,10 @@ async fn read_chunks(
             n
         } else {
             // Into the buffer's spare capacity: no zero-filling a megabyte per read.
-            end_of_upload(step(stall, stream.read_buf(&mut buf)).await)?
+            until_stopped(stop, async {
+                end_of_upload(step(stall, stream.read_buf(&mut buf)).await)
+            })
+            .await?
         };
         total += n as u64;
         received.fetch_add(n as u64, Ordering::Relaxed);
@@ -484,6 +496,19 @@ async fn read_chunks(
         if n == 0 {
             return Ok(total);
         }
+    }
+}
+
+/// Runs `io` unless the upload is stopped first (ABOR, end of session): then the upload ends
+/// as aborted, and its caller still finishes writing and settling what it has.
+async fn until_stopped<T>(
+    stop: &CancellationToken,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "transfer aborted")),
+        r = io => r,
     }
 }
 

@@ -181,7 +181,7 @@ impl Session {
         }
         // The session's span (id, peer, user) on the job's log lines too.
         .instrument(tracing::Span::current());
-        self.start_job(label, progress, cancel, task);
+        self.start_job(label, progress, cancel, false, task);
     }
 }
 

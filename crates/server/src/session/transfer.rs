@@ -56,13 +56,19 @@ pub struct RunningTransfer {
     /// Cancelled when the job is aborted or the session ends: blocking work that the task
     /// handed to another thread (hashing) checks it and stops, so nothing runs on unseen.
     cancel: CancellationToken,
+    /// The job watches `cancel` itself and must run its clean-up (an upload settles the quota
+    /// with what reached the disk), so it is never dropped half-way.
+    graceful: bool,
 }
 
 impl RunningTransfer {
-    /// Stops the transfer; its data connection closes as the task is dropped.
+    /// Stops the transfer: a graceful job winds down on its own (detached), any other is
+    /// dropped, which closes its data connection.
     pub fn cancel(self) {
         self.cancel.cancel();
-        self.handle.abort();
+        if !self.graceful {
+            self.handle.abort();
+        }
     }
 
     pub(super) fn status(&self) -> String {
@@ -108,6 +114,7 @@ pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Receives an upload the fastest way the connection allows: spliced when it is plain TCP in
 /// binary mode, through user-space buffers otherwise (TLS, TYPE A, appends).
 async fn receive(
@@ -118,17 +125,25 @@ async fn receive(
     stall: Duration,
     usage: &Usage,
     reserved: &AtomicU64,
+    stop: &CancellationToken,
 ) -> std::io::Result<u64> {
     let file = match stream {
         Stream::Plain(tcp) if !ascii => {
-            match data::receive_file_spliced(tcp, file, received, stall, usage, reserved).await? {
+            match data::receive_file_spliced(tcp, file, received, stall, usage, reserved, stop)
+                .await?
+            {
                 Ok(n) => return Ok(n),
                 Err(file) => file,
             }
         }
         _ => file,
     };
-    data::receive_file(stream, file, ascii, received, stall, usage, reserved).await
+    data::receive_file(stream, file, ascii, received, stall, usage, reserved, stop).await
+}
+
+/// An upload stopped by ABOR or the end of its session.
+fn aborted() -> Error {
+    Error::TransferAborted("Transfer aborted".into())
 }
 
 /// A passive port could not be opened: the client gets 425, the operator a warning (a full
@@ -308,17 +323,18 @@ impl Session {
     {
         self.reply(Reply::new(150, preliminary)).await?;
         let done = async move { task.await.map(|_| Reply::new(226, "Transfer complete")) };
-        self.start_job(label, progress, CancellationToken::new(), done);
+        self.start_job(label, progress, CancellationToken::new(), false, done);
         Ok(Flow::Continue)
     }
 
     /// Runs `task` as the session's child job; its reply is sent when it ends. ABOR cancels
-    /// `cancel` and the task.
+    /// `cancel` and, unless the job is `graceful` (it then stops by itself), the task.
     pub(super) fn start_job<F>(
         &mut self,
         label: String,
         progress: Arc<AtomicU64>,
         cancel: CancellationToken,
+        graceful: bool,
         task: F,
     ) where
         F: std::future::Future<Output = Result<Reply>> + Send + 'static,
@@ -329,6 +345,7 @@ impl Session {
             label,
             started: Instant::now(),
             cancel,
+            graceful,
         });
     }
 
@@ -363,7 +380,9 @@ impl Session {
         match self.transfer.take() {
             Some(t) => {
                 t.cancel.cancel();
-                t.handle.abort();
+                if !t.graceful {
+                    t.handle.abort();
+                }
                 let label = t.label.clone();
                 let bytes = t.progress.load(Ordering::Relaxed);
                 let _ = t.handle.await;
@@ -525,11 +544,16 @@ impl Session {
             start_size,
             ..
         } = plan;
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
         let task = async move {
             let reserved = AtomicU64::new(0);
             let result = async {
                 let stall = target.stall;
-                let mut stream = target.connect().await?;
+                let mut stream = tokio::select! {
+                    s = target.connect() => s?,
+                    _ = stop.cancelled() => return Err(aborted()),
+                };
                 let n = receive(
                     &mut stream,
                     file,
@@ -538,6 +562,7 @@ impl Session {
                     stall,
                     &usage,
                     &reserved,
+                    &stop,
                 )
                 .await
                 .map_err(classify)?;
@@ -579,7 +604,7 @@ impl Session {
             })
         };
         self.reply(Reply::new(150, preliminary)).await?;
-        self.start_job(label, progress, CancellationToken::new(), task);
+        self.start_job(label, progress, cancel, true, task);
         Ok(Flow::Continue)
     }
 
