@@ -233,6 +233,31 @@ pub async fn send_file_copy(
     Ok(total)
 }
 
+/// What every upload loop reports to and obeys, bundled: progress, the stall limit, the quota
+/// it reserves from, what it has reserved so far, and the token that stops it.
+pub struct UploadMeter<'a> {
+    pub received: &'a AtomicU64,
+    pub stall: Duration,
+    pub quota: &'a Usage,
+    pub reserved: &'a AtomicU64,
+    pub stop: &'a CancellationToken,
+}
+
+impl UploadMeter<'_> {
+    /// Reserves up to `want` bytes of quota and counts the reservation.
+    fn reserve(&self, want: u64) -> u64 {
+        let granted = self.quota.reserve_bytes(want);
+        self.reserved.fetch_add(granted, Ordering::Relaxed);
+        granted
+    }
+
+    /// Gives back reserved bytes that were not used.
+    fn unreserve(&self, n: u64) {
+        self.quota.release_bytes(n);
+        self.reserved.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// Receives an upload into `file` until the client closes the data connection.
 ///
 /// The socket is read here while a writer on the blocking pool writes the previous buffers to
@@ -247,11 +272,7 @@ pub async fn receive_file(
     stream: &mut Stream,
     file: std::fs::File,
     ascii: bool,
-    received: &AtomicU64,
-    stall: Duration,
-    quota: &Usage,
-    reserved: &AtomicU64,
-    stop: &CancellationToken,
+    meter: &UploadMeter<'_>,
 ) -> io::Result<u64> {
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
     let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
@@ -260,18 +281,7 @@ pub async fn receive_file(
         let _ = to_reader.try_send(Vec::with_capacity(UPLOAD_CHUNK));
     }
     let writer = tokio::task::spawn_blocking(move || write_chunks(file, from_reader, to_reader));
-    let read_result = read_chunks(
-        stream,
-        ascii,
-        received,
-        stall,
-        quota,
-        reserved,
-        &to_writer,
-        &mut from_writer,
-        stop,
-    )
-    .await;
+    let read_result = read_chunks(stream, ascii, meter, &to_writer, &mut from_writer).await;
     // Closing the channel lets the writer finish what it has and report.
     drop(to_writer);
     let write_result = writer
@@ -291,11 +301,7 @@ pub async fn receive_file(
 pub async fn receive_file_spliced(
     tcp: &TcpStream,
     file: std::fs::File,
-    received: &AtomicU64,
-    stall: Duration,
-    quota: &Usage,
-    reserved: &AtomicU64,
-    stop: &CancellationToken,
+    meter: &UploadMeter<'_>,
 ) -> io::Result<std::result::Result<u64, std::fs::File>> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
     use std::os::fd::AsRawFd;
@@ -329,10 +335,7 @@ pub async fn receive_file_spliced(
             }
         }
     });
-    let read_result = splice_in(
-        tcp, &pipe_in, &drained, received, stall, quota, reserved, stop,
-    )
-    .await;
+    let read_result = splice_in(tcp, &pipe_in, &drained, meter).await;
     // Closing our end lets the writer drain the pipe and see its end.
     drop(pipe_in);
     let write_result = writer
@@ -372,17 +375,14 @@ async fn splice_in(
     tcp: &TcpStream,
     pipe_in: &std::os::fd::OwnedFd,
     drained: &tokio::sync::Notify,
-    received: &AtomicU64,
-    stall: Duration,
-    quota: &Usage,
-    reserved: &AtomicU64,
-    stop: &CancellationToken,
+    meter: &UploadMeter<'_>,
 ) -> io::Result<u64> {
     use nix::fcntl::SpliceFFlags;
+    let (stall, stop) = (meter.stall, meter.stop);
     let mut total = 0u64;
     loop {
         until_stopped(stop, step(stall, tcp.readable())).await?;
-        let granted = quota.reserve_bytes(SPLICE_PIPE as u64);
+        let granted = meter.reserve(SPLICE_PIPE as u64);
         if granted == 0 {
             // Out of quota: fine if the client has finished, else the upload stops here.
             let mut probe = [0u8; 1];
@@ -409,17 +409,16 @@ async fn splice_in(
         });
         match moved {
             Ok(0) => {
-                quota.release_bytes(granted);
+                meter.unreserve(granted);
                 return Ok(total);
             }
             Ok(n) => {
-                quota.release_bytes(granted - n as u64);
-                reserved.fetch_add(n as u64, Ordering::Relaxed);
-                received.fetch_add(n as u64, Ordering::Relaxed);
+                meter.unreserve(granted - n as u64);
+                meter.received.fetch_add(n as u64, Ordering::Relaxed);
                 total += n as u64;
             }
             Err(e) => {
-                quota.release_bytes(granted);
+                meter.unreserve(granted);
                 if e.get_ref().is_some_and(|r| r.is::<PipeFull>()) {
                     step(stall, async {
                         drained.notified().await;
@@ -438,18 +437,14 @@ async fn splice_in(
 const UPLOAD_BUFFERS: usize = 3;
 const UPLOAD_CHUNK: usize = 1024 * 1024;
 
-#[allow(clippy::too_many_arguments)]
 async fn read_chunks(
     stream: &mut Stream,
     ascii: bool,
-    received: &AtomicU64,
-    stall: Duration,
-    quota: &Usage,
-    reserved: &AtomicU64,
+    meter: &UploadMeter<'_>,
     to_writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
     from_writer: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
-    stop: &CancellationToken,
 ) -> io::Result<u64> {
+    let (stall, stop) = (meter.stall, meter.stop);
     let writer_gone = || io::Error::other("upload writer stopped");
     let mut conv = FromNetwork::default();
     let mut raw = if ascii {
@@ -477,9 +472,8 @@ async fn read_chunks(
             .await?
         };
         total += n as u64;
-        received.fetch_add(n as u64, Ordering::Relaxed);
-        let granted = quota.reserve_bytes(buf.len() as u64);
-        reserved.fetch_add(granted, Ordering::Relaxed);
+        meter.received.fetch_add(n as u64, Ordering::Relaxed);
+        let granted = meter.reserve(buf.len() as u64);
         let over = granted < buf.len() as u64;
         // granted <= buf.len(), so it fits in usize.
         buf.truncate(usize::try_from(granted).unwrap_or(0));

@@ -114,31 +114,22 @@ pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Receives an upload the fastest way the connection allows: spliced when it is plain TCP in
 /// binary mode, through user-space buffers otherwise (TLS, TYPE A, appends).
 async fn receive(
     stream: &mut Stream,
     file: std::fs::File,
     ascii: bool,
-    received: &AtomicU64,
-    stall: Duration,
-    usage: &Usage,
-    reserved: &AtomicU64,
-    stop: &CancellationToken,
+    meter: &data::UploadMeter<'_>,
 ) -> std::io::Result<u64> {
     let file = match stream {
-        Stream::Plain(tcp) if !ascii => {
-            match data::receive_file_spliced(tcp, file, received, stall, usage, reserved, stop)
-                .await?
-            {
-                Ok(n) => return Ok(n),
-                Err(file) => file,
-            }
-        }
+        Stream::Plain(tcp) if !ascii => match data::receive_file_spliced(tcp, file, meter).await? {
+            Ok(n) => return Ok(n),
+            Err(file) => file,
+        },
         _ => file,
     };
-    data::receive_file(stream, file, ascii, received, stall, usage, reserved, stop).await
+    data::receive_file(stream, file, ascii, meter).await
 }
 
 /// An upload stopped by ABOR or the end of its session.
@@ -554,18 +545,16 @@ impl Session {
                     s = target.connect() => s?,
                     _ = stop.cancelled() => return Err(aborted()),
                 };
-                let n = receive(
-                    &mut stream,
-                    file,
-                    ascii,
-                    &received,
+                let meter = data::UploadMeter {
+                    received: &received,
                     stall,
-                    &usage,
-                    &reserved,
-                    &stop,
-                )
-                .await
-                .map_err(classify)?;
+                    quota: &usage,
+                    reserved: &reserved,
+                    stop: &stop,
+                };
+                let n = receive(&mut stream, file, ascii, &meter)
+                    .await
+                    .map_err(classify)?;
                 // Answer the client's TLS close_notify with ours (ftplib waits for it). The
                 // upload is complete either way, so a failure here changes nothing.
                 let _ = tokio::time::timeout(stall, stream.shutdown()).await;
