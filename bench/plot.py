@@ -2,26 +2,16 @@
 """plot.py RESULTS_DIR - RESULTS_DIR/plot.png: throughput (RETR/STOR 1 GiB plain, data phase
 and the kit's total-time figure; FTPS RETR) and idle memory per session of Ferry beside the
 peers, from the run's measure.jsonl and extra.jsonl. Needs matplotlib (optional for run.sh)."""
-import json, os, sys
+import os, sys
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SERVERS = [("ferry", "Ferry"), ("vsftpd", "vsftpd"), ("pureftpd", "Pure-FTPd"),
-           ("proftpd", "ProFTPD"), ("pyftpdlib", "pyftpdlib")]
+from report import SERVERS, load  # noqa: E402  (same directory: one loader for both)
+
 COLORS = {"ferry": "#d9480f", "vsftpd": "#1c7ed6", "pureftpd": "#37b24d",
           "proftpd": "#7048e8", "pyftpdlib": "#868e96"}
-
-
-def load(path):
-    rows = {}
-    if os.path.exists(path):
-        for line in open(path):
-            if line.strip():
-                r = json.loads(line)
-                rows.setdefault(r["label"], {}).update(r)    # several lines per label: merged
-    return rows
 
 
 def get(r, *keys):

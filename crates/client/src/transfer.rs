@@ -71,6 +71,20 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
+/// One file to move, in either direction (what a retry repeats).
+#[derive(Clone, Copy)]
+enum Job<'a> {
+    Get {
+        remote: &'a str,
+        local: &'a Path,
+    },
+    Put {
+        local: &'a Path,
+        remote: &'a str,
+        size: u64,
+    },
+}
+
 impl Client {
     /// Connects now, so that login and certificate problems show up before anything else.
     pub async fn connect(
@@ -173,14 +187,34 @@ impl Client {
         local: &Path,
         report: &mut FileReport,
     ) -> Result<()> {
+        self.with_retries(Job::Get { remote, local }, report)
+            .await?;
+        report.size = file_len(local)?;
+        self.verify_into(remote, local, report).await
+    }
+
+    /// Runs attempts of `job` until one succeeds: errors that can be retried are, up to the
+    /// configured count with backoff, and every attempt after the first resumes.
+    async fn with_retries(&mut self, job: Job<'_>, report: &mut FileReport) -> Result<()> {
         let mut bar: Option<FileBar> = None;
         let mut attempt = 0;
         loop {
             let resume = self.topts.resume || attempt > 0;
-            match self
-                .get_attempt(remote, local, resume, &mut bar, report)
-                .await
-            {
+            let result = match job {
+                Job::Get { remote, local } => {
+                    self.get_attempt(remote, local, resume, &mut bar, report)
+                        .await
+                }
+                Job::Put {
+                    local,
+                    remote,
+                    size,
+                } => {
+                    self.put_attempt(local, remote, size, resume, &mut bar, report)
+                        .await
+                }
+            };
+            match result {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() && attempt < self.topts.retries => {
                     attempt += 1;
@@ -195,7 +229,17 @@ impl Client {
         if let Some(b) = &bar {
             b.finish();
         }
-        report.size = file_len(local)?;
+        Ok(())
+    }
+
+    /// Compares the transferred file with the server's copy (unless switched off) and records
+    /// how.
+    async fn verify_into(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        report: &mut FileReport,
+    ) -> Result<()> {
         if self.topts.verify && !self.topts.ascii {
             let v = {
                 let conn = self.conn().await?;
@@ -310,38 +354,16 @@ impl Client {
     ) -> Result<()> {
         let size = file_len(local)?;
         report.size = size;
-        let mut bar: Option<FileBar> = None;
-        let mut attempt = 0;
-        loop {
-            let resume = self.topts.resume || attempt > 0;
-            match self
-                .put_attempt(local, remote, size, resume, &mut bar, report)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() && attempt < self.topts.retries => {
-                    attempt += 1;
-                    self.pause_before_retry(&e, attempt).await;
-                }
-                Err(e) => {
-                    self.drop_conn();
-                    return Err(e);
-                }
-            }
-        }
-        if let Some(b) = &bar {
-            b.finish();
-        }
-        if self.topts.verify && !self.topts.ascii {
-            let v = {
-                let conn = self.conn().await?;
-                hash::verify(conn, remote, local).await
-            };
-            let v = self.check(v)?;
-            report.verified_by = Some(v.method);
-            report.hash = v.hash;
-        }
-        Ok(())
+        self.with_retries(
+            Job::Put {
+                local,
+                remote,
+                size,
+            },
+            report,
+        )
+        .await?;
+        self.verify_into(remote, local, report).await
     }
 
     async fn put_attempt(
