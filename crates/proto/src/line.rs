@@ -24,9 +24,9 @@ impl std::error::Error for LineError {}
 
 /// Buffers control-connection bytes and splits them into lines.
 ///
-/// Feed it with [`LineFramer::read_buf`] / [`LineFramer::filled`], then take lines with
-/// [`LineFramer::next_line`] until it returns `Ok(None)`: the remaining bytes are an incomplete
-/// line. Pipelined commands that arrived in one read come out one by one, in order.
+/// Feed it with [`LineFramer::push`], or read straight into [`LineFramer::input`], then take
+/// lines with [`LineFramer::next_line`] until it returns `Ok(None)`: the remaining bytes are an
+/// incomplete line. Pipelined commands that arrived in one read come out one by one, in order.
 #[derive(Debug)]
 pub struct LineFramer {
     buf: Vec<u8>,
@@ -48,6 +48,18 @@ impl LineFramer {
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to append received bytes to, with room for at least `room` more, so a reader
+    /// can fill it directly. Only appending is allowed; the framer finds the lines.
+    pub fn input(&mut self, room: usize) -> &mut Vec<u8> {
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
+    /// Whether the buffered bytes end with a line end (or there are none).
+    pub fn ends_line(&self) -> bool {
+        matches!(self.buf.last(), None | Some(b'\n'))
     }
 
     /// Bytes buffered but not yet returned as a line.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
 use crate::quota::Usage;
@@ -26,7 +26,10 @@ use tokio_util::sync::CancellationToken;
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
 #[derive(Debug)]
 pub enum DataPlan {
-    Passive(TcpListener),
+    /// A listener not yet registered with the event loop: clients connect right after the
+    /// 227/229 reply, so by the time RETR/STOR arrives the connection is usually queued and
+    /// one accept4(2) takes it, with no epoll registration and no wait for a readiness event.
+    Passive(std::net::TcpListener),
     Active(SocketAddr),
 }
 
@@ -50,23 +53,36 @@ async fn step<T>(
 /// Largest single sendfile call; keeps one call short so cancellation stays prompt.
 const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
 
-/// Opens a passive listener on `ip`, in `range` if one is configured.
-pub fn open_passive(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<TcpListener> {
-    let bind = |port: u16| -> io::Result<TcpListener> {
-        let socket = if ip.is_ipv4() {
-            TcpSocket::new_v4()?
+/// Opens a passive listener on `ip`, in `range` if one is configured; returns it with its port.
+pub fn open_passive(
+    ip: IpAddr,
+    range: Option<(u16, u16)>,
+) -> io::Result<(std::net::TcpListener, u16)> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let bind = |port: u16| -> io::Result<std::net::TcpListener> {
+        let family = if ip.is_ipv4() {
+            AddressFamily::INET
         } else {
-            TcpSocket::new_v6()?
+            AddressFamily::INET6
         };
+        let fd = rustix::net::socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
         // The server usually closes data connections first, leaving them in TIME_WAIT for a
         // minute; without SO_REUSEADDR those ports could not listen again, and a busy server
         // would run through its whole passive range (425 for everyone).
-        socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::new(ip, port))?;
-        socket.listen(8)
+        rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+        rustix::net::bind(&fd, &SocketAddr::new(ip, port))?;
+        rustix::net::listen(&fd, 8)?;
+        Ok(std::net::TcpListener::from(fd))
     };
     let Some((lo, hi)) = range else {
-        return bind(0);
+        let listener = bind(0)?;
+        let port = listener.local_addr()?.port();
+        return Ok((listener, port));
     };
     let span = u32::from(hi - lo) + 1;
     // Start at a random port so concurrent sessions do not all race for the first one.
@@ -75,35 +91,64 @@ pub fn open_passive(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<TcpList
     for i in 0..span {
         let port = lo + ((start + i) % span) as u16;
         match bind(port) {
-            Ok(l) => return Ok(l),
+            Ok(l) => return Ok((l, port)),
             Err(e) => last = e,
         }
     }
     Err(last)
 }
 
-/// Accepts the data connection from `peer_ip`, dropping connections from anyone else.
+/// One non-blocking accept4(2): the connection and its peer, or `None` when none is queued.
+fn try_accept(
+    listener: &std::net::TcpListener,
+) -> io::Result<Option<(std::net::TcpStream, Option<SocketAddr>)>> {
+    use rustix::net::SocketFlags;
+    match rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+        Ok((fd, from)) => {
+            let from = from.and_then(|a| SocketAddr::try_from(a).ok());
+            Ok(Some((std::net::TcpStream::from(fd), from)))
+        }
+        Err(rustix::io::Errno::AGAIN) => Ok(None),
+        // The client gave up between queueing and our accept: wait for another.
+        Err(rustix::io::Errno::CONNABORTED) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Accepts the data connection from `peer_ip`, dropping connections from anyone else. The
+/// connection comes back non-blocking and not registered with the event loop, see
+/// [`DataPlan::Passive`].
 pub async fn accept_from(
-    listener: &TcpListener,
+    listener: std::net::TcpListener,
     peer_ip: IpAddr,
     timeout: Duration,
-) -> Result<TcpStream> {
+) -> Result<std::net::TcpStream> {
+    let accept_failed =
+        |e: io::Error| Error::NoDataConnection(format!("Cannot accept data connection: {e}"));
+    let from_peer = |from: Option<SocketAddr>| match from {
+        Some(from) if from.ip().to_canonical() == peer_ip.to_canonical() => true,
+        _ => {
+            tracing::warn!(?from, "refused data connection from a foreign address");
+            false
+        }
+    };
+    // Usually the client is already there.
+    while let Some((stream, from)) = try_accept(&listener).map_err(accept_failed)? {
+        if from_peer(from) {
+            return Ok(stream);
+        }
+    }
+    // The client is late: wait for it on the event loop.
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(accept_failed)?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
-        match accepted {
+        match tokio::time::timeout_at(deadline, listener.accept()).await {
             Err(_) => return Err(Error::NoDataConnection("Data connection timed out".into())),
-            Ok(Err(e)) => {
-                return Err(Error::NoDataConnection(format!(
-                    "Cannot accept data connection: {e}"
-                )))
-            }
+            Ok(Err(e)) => return Err(accept_failed(e)),
             Ok(Ok((stream, from))) => {
-                if from.ip().to_canonical() == peer_ip.to_canonical() {
-                    tune(&stream);
-                    return Ok(stream);
+                if from_peer(Some(from)) {
+                    return stream.into_std().map_err(accept_failed);
                 }
-                tracing::warn!(%from, "refused data connection from a foreign address");
             }
         }
     }
@@ -130,7 +175,7 @@ pub async fn connect_active(
     local_ip: IpAddr,
     target: SocketAddr,
     timeout: Duration,
-) -> Result<TcpStream> {
+) -> Result<std::net::TcpStream> {
     let connect = async {
         let socket = if target.is_ipv4() {
             TcpSocket::new_v4()?
@@ -140,59 +185,76 @@ pub async fn connect_active(
         if local_ip.is_ipv4() == target.is_ipv4() {
             socket.bind(SocketAddr::new(local_ip, 0))?;
         }
-        socket.connect(target).await
+        socket.connect(target).await?.into_std()
     };
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(Error::NoDataConnection("Data connection timed out".into())),
         Ok(Err(e)) => Err(Error::NoDataConnection(format!(
             "Cannot open data connection: {e}"
         ))),
-        Ok(Ok(stream)) => {
-            tune(&stream);
-            Ok(stream)
-        }
+        Ok(Ok(stream)) => Ok(stream),
     }
 }
 
-fn tune(stream: &TcpStream) {
-    // Bulk transfers: let the kernel coalesce; a missed setting only costs speed.
-    let _ = stream.set_nodelay(false);
+/// One sendfile(2) call of at most [`SENDFILE_CHUNK`] bytes from `off` towards `end`.
+fn sendfile_chunk(
+    socket: std::os::fd::BorrowedFd<'_>,
+    file: &std::fs::File,
+    off: &mut i64,
+    end: i64,
+) -> io::Result<usize> {
+    let want = usize::try_from(end - *off)
+        .unwrap_or(SENDFILE_CHUNK)
+        .min(SENDFILE_CHUNK);
+    nix::sys::sendfile::sendfile(socket, file.as_fd(), Some(off), want).map_err(io::Error::from)
 }
 
-/// Sends a file from `offset` to the end with sendfile(2). Returns the bytes sent.
+/// Sends `file` from `offset` to `len` with sendfile(2). Returns the bytes sent.
+///
+/// The first chunk is written straight away, and the socket is registered with the event loop
+/// only if more remains: a file that fits the socket's send buffer (most small files) costs
+/// one system call.
 pub async fn send_file_zero_copy(
-    stream: &mut TcpStream,
+    stream: std::net::TcpStream,
     file: &std::fs::File,
     offset: u64,
+    len: u64,
     sent: &AtomicU64,
     stall: Duration,
 ) -> io::Result<u64> {
-    let len = file.metadata()?.len();
     let mut off =
         i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let end = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut total = 0u64;
+    let start = off;
+    // sendfile advances `off` by what it sent.
+    let sent_so_far = |off: i64| (off - start) as u64;
+    // One call only, so the caller's first poll stays short whatever the file's size.
+    if off < end {
+        match sendfile_chunk(stream.as_fd(), file, &mut off, end) {
+            // The file shrank under us: send what there was.
+            Ok(0) => return Ok(sent_so_far(off)),
+            Ok(n) => sent.fetch_add(n as u64, Ordering::Relaxed),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+    }
+    if off >= end {
+        return Ok(sent_so_far(off));
+    }
+    let stream = TcpStream::from_std(stream)?;
     while off < end {
-        let want = usize::try_from(end - off)
-            .unwrap_or(SENDFILE_CHUNK)
-            .min(SENDFILE_CHUNK);
         step(stall, stream.writable()).await?;
         let res = stream.try_io(Interest::WRITABLE, || {
-            nix::sys::sendfile::sendfile(stream.as_fd(), file.as_fd(), Some(&mut off), want)
-                .map_err(io::Error::from)
+            sendfile_chunk(stream.as_fd(), file, &mut off, end)
         });
         match res {
-            // The file shrank under us: send what there was.
             Ok(0) => break,
-            Ok(n) => {
-                total += n as u64;
-                sent.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            Ok(n) => sent.fetch_add(n as u64, Ordering::Relaxed),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
-        }
+        };
     }
-    Ok(total)
+    Ok(sent_so_far(off))
 }
 
 /// Sends a file through user space, converting line ends when `ascii` (TYPE A).
@@ -562,14 +624,15 @@ mod tests {
         assert!(check_active_target("127.0.0.1:40000".parse().expect("a"), mapped).is_ok());
     }
 
-    #[tokio::test]
-    async fn passive_ports_stay_in_range() {
+    #[test]
+    fn passive_ports_stay_in_range() {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         // A port the kernel just handed out and released, so the test needs no fixed port.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
         let port = probe.local_addr().expect("addr").port();
         drop(probe);
-        let a = open_passive(ip, Some((port, port))).expect("first");
+        let (a, told) = open_passive(ip, Some((port, port))).expect("first");
+        assert_eq!(told, port);
         assert_eq!(a.local_addr().expect("a").port(), port);
         assert!(
             open_passive(ip, Some((port, port))).is_err(),

@@ -191,6 +191,35 @@ impl Vfs {
         Ok((file.into_std(), meta.len()))
     }
 
+    /// [`Vfs::open_read`] without blocking, for use on the async threads: succeeds only when
+    /// the kernel can resolve the whole path from its caches (`RESOLVE_CACHED`, Linux 5.12)
+    /// and the path names a regular file. `None` for everything else (not cached, older
+    /// kernel, missing, a directory, outside the home): the caller then runs
+    /// [`Vfs::open_read`] on the blocking pool, which also gives the error its canonical form.
+    /// The jail is the same as cap-std's: `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`.
+    pub fn open_read_cached(&self, path: &VirtualPath) -> Option<(std::fs::File, u64)> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        // O_NONBLOCK: opening a FIFO someone placed in a home would otherwise wait for a
+        // writer, here on an async thread. Cleared again below for the regular file.
+        let fd = rustix::fs::openat2(
+            &*self.root,
+            path.to_relative(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED,
+        )
+        .ok()?;
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        // Regular files ignore O_NONBLOCK today, but the man page warns it may gain meaning;
+        // sendfile must never see EAGAIN from the file side.
+        rustix::fs::fcntl_setfl(&file, OFlags::RDONLY).ok()?;
+        Some((file, meta.len()))
+    }
+
     /// Opens a file for an upload.
     pub fn open_write(&self, path: &VirtualPath, mode: WriteMode) -> io::Result<std::fs::File> {
         if path.is_root() {

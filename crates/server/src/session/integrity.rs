@@ -121,7 +121,8 @@ impl Session {
         let label = format!("HASH {name} {path} {shown}");
         self.start_hash(label, file, algo, start, len, move |hex| {
             Reply::new(213, format!("{name} {shown} {hex} {arg}"))
-        });
+        })
+        .await?;
         Ok(Flow::Continue)
     }
 
@@ -137,7 +138,8 @@ impl Session {
             Some((s, e)) => legacy_span(s, e, size)?,
         };
         let label = format!("{} {path} {start}-{}", legacy_verb(algo), start + len);
-        self.start_hash(label, file, algo, start, len, |hex| Reply::new(250, hex));
+        self.start_hash(label, file, algo, start, len, |hex| Reply::new(250, hex))
+            .await?;
         Ok(Flow::Continue)
     }
 
@@ -151,7 +153,7 @@ impl Session {
 
     /// Starts the digest as the session's child job; `reply` turns the hex digest into the
     /// final reply. ABOR or the session's end cancel the job's token, which stops the worker.
-    fn start_hash<R>(
+    async fn start_hash<R>(
         &mut self,
         label: String,
         file: File,
@@ -159,7 +161,8 @@ impl Session {
         start: u64,
         len: u64,
         reply: R,
-    ) where
+    ) -> std::io::Result<()>
+    where
         R: FnOnce(String) -> Reply + Send + 'static,
     {
         let progress = Arc::new(AtomicU64::new(0));
@@ -181,7 +184,13 @@ impl Session {
         }
         // The session's span (id, peer, user) on the job's log lines too.
         .instrument(tracing::Span::current());
-        self.start_job(label, progress, cancel, false, task);
+        let job = super::transfer::Job {
+            label,
+            progress,
+            cancel,
+            graceful: false,
+        };
+        self.start_job(None, job, task).await
     }
 }
 

@@ -37,9 +37,9 @@ pub use transfer::RunningTransfer;
 
 /// Lines that may wait behind a running transfer before the client is considered abusive.
 const MAX_DEFERRED: usize = 32;
-/// Bytes read from the control connection at a time; commands are short, and this buffer is
-/// part of every idle session.
-const READ_CHUNK: usize = 512;
+/// Room made in the framer's buffer before a control read. Commands are short, and the buffer
+/// belongs to every idle session; a longer burst grows it (the buffer doubles as needed).
+const READ_ROOM: usize = 64;
 
 /// Login state; each variant holds only what is valid in it.
 enum State {
@@ -130,14 +130,17 @@ impl Session {
     }
 
     /// Runs the session to its end. Never panics on client input; IO errors just end it.
-    /// A plain function returning the future (not an `async fn` wrapping another `async`
-    /// block), so the session is stored once in its task, not twice.
-    pub fn run(self) -> impl std::future::Future<Output = ()> + Send {
+    ///
+    /// Every idle session is this future, so its size is watched: the session is owned by the
+    /// `async move` block alone (an `async fn` taking `mut self` would hold it twice, as its
+    /// argument and as a local), and rare deep awaits (TLS handshake, reporting a transfer)
+    /// are boxed so their state exists only while they run.
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         let span = tracing::info_span!("session", id = self.id, peer = %self.peer, user = tracing::field::Empty);
-        self.run_logged().instrument(span)
+        async move { self.run_logged().await }.instrument(span)
     }
 
-    async fn run_logged(mut self) {
+    async fn run_logged(&mut self) {
         let started = std::time::Instant::now();
         tracing::info!("session start");
         let result = self.serve().await;
@@ -158,14 +161,13 @@ impl Session {
 
     async fn serve(&mut self) -> std::io::Result<()> {
         if self.implicit_tls {
-            self.start_tls().await?;
+            Box::pin(self.start_tls()).await?;
         }
         self.reply(Reply::new(220, "Ferry FTP server ready"))
             .await?;
         let shutdown = self.shared.shutdown.clone();
         let mut idle_deadline = Instant::now() + self.shared.config.idle_timeout;
         let mut shutting_down = false;
-        let mut read_buf = [0u8; READ_CHUNK];
         loop {
             // Work already buffered comes first: deferred lines once no transfer runs, then
             // lines already framed, so pipelined commands are answered in order.
@@ -208,7 +210,7 @@ impl Session {
                     }
                 }
                 outcome = transfer::wait(&mut self.transfer), if transfer_running => {
-                    self.finish_transfer(outcome).await?;
+                    Box::pin(self.finish_transfer(outcome)).await?;
                     // Time spent transferring is not idle time.
                     idle_deadline = Instant::now() + self.shared.config.idle_timeout;
                     if shutting_down {
@@ -220,13 +222,19 @@ impl Session {
                         return Ok(());
                     }
                 }
-                read = self.stream.read(&mut read_buf) => {
-                    let n = read?;
-                    if n == 0 {
+                // Straight into the framer's buffer: an idle session carries no read buffer
+                // of its own, only the framer's, sized by the longest line it has seen.
+                read = self.stream.read_buf(self.framer.input(READ_ROOM)) => {
+                    if read? == 0 {
                         return Ok(());
                     }
-                    self.framer.push(&read_buf[..n]);
-                    self.drain_after_urgent_mark(&mut read_buf);
+                    // Reads stop just before an urgent byte, and every urgent sequence in
+                    // use (ftplib's OOB "ABOR\r\n", lftp's and RFC 959's IAC IP IAC + DM)
+                    // leaves the read ending mid-line there; a read that ends a line needs
+                    // no extra system call.
+                    if !self.framer.ends_line() {
+                        self.drain_after_urgent_mark();
+                    }
                 }
                 _ = tokio::time::sleep_until(idle_deadline), if !transfer_running => {
                     self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
@@ -240,7 +248,7 @@ impl Session {
     /// byte stays in the stream, but a read stops at the urgent mark and tokio, having seen a
     /// short read, waits for a readiness edge that never comes: the line end would sit unread
     /// until the client sent more. Reading on until the socket is empty picks it up.
-    fn drain_after_urgent_mark(&mut self, buf: &mut [u8]) {
+    fn drain_after_urgent_mark(&mut self) {
         let Stream::Plain(tcp) = &self.stream else {
             return;
         };
@@ -249,8 +257,9 @@ impl Session {
         // between reads.
         use std::os::fd::AsRawFd;
         let fd = tcp.as_raw_fd();
+        let mut buf = [0u8; 512];
         for _ in 0..4 {
-            match nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+            match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => self.framer.push(&buf[..n]),
             }
@@ -363,8 +372,12 @@ impl Session {
     }
 
     async fn reply(&mut self, reply: Reply) -> std::io::Result<()> {
-        let bytes = reply.to_bytes();
-        let write = self.stream.write_all(&bytes);
+        self.send(&reply.to_bytes()).await
+    }
+
+    /// Writes formatted replies to the control connection.
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let write = self.stream.write_all(bytes);
         match tokio::time::timeout(self.shared.config.idle_timeout, write).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(

@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_proto::command::{DataType, EpsvArg};
@@ -79,6 +80,16 @@ impl RunningTransfer {
             self.started.elapsed().as_secs_f64()
         )
     }
+}
+
+/// What the session keeps of a child job besides its future.
+pub(super) struct Job {
+    /// "RETR /path" for STAT and logs.
+    pub label: String,
+    pub progress: Arc<AtomicU64>,
+    /// See [`RunningTransfer`].
+    pub cancel: CancellationToken,
+    pub graceful: bool,
 }
 
 /// Commands answered at once even while a transfer runs (RFC 959 §4.1.3: ABOR, STAT; QUIT).
@@ -158,19 +169,6 @@ fn classify(e: std::io::Error) -> Error {
     }
 }
 
-/// Connects the data channel according to the plan.
-async fn open_data(
-    plan: DataPlan,
-    peer_ip: IpAddr,
-    local_ip: IpAddr,
-    timeout: Duration,
-) -> Result<TcpStream> {
-    match plan {
-        DataPlan::Passive(listener) => data::accept_from(&listener, peer_ip, timeout).await,
-        DataPlan::Active(target) => data::connect_active(local_ip, target, timeout).await,
-    }
-}
-
 /// Everything a transfer task needs to get its data connection.
 struct DataTarget {
     plan: DataPlan,
@@ -184,9 +182,31 @@ struct DataTarget {
 }
 
 impl DataTarget {
-    async fn connect(self) -> Result<Stream> {
-        let tcp = open_data(self.plan, self.peer_ip, self.local_ip, self.timeout).await?;
-        let Some((shared, token)) = self.protect else {
+    /// Whether the connection stays plain TCP (no PROT P), so the kernel sees the bytes.
+    fn is_plain(&self) -> bool {
+        self.protect.is_none()
+    }
+
+    /// The plain TCP connection as it was accepted or connected: non-blocking and not yet
+    /// registered with the event loop. Only for [`DataTarget::is_plain`] targets.
+    async fn connect_plain(self) -> Result<std::net::TcpStream> {
+        debug_assert!(self.is_plain());
+        match self.plan {
+            DataPlan::Passive(listener) => {
+                data::accept_from(listener, self.peer_ip, self.timeout).await
+            }
+            DataPlan::Active(target) => {
+                data::connect_active(self.local_ip, target, self.timeout).await
+            }
+        }
+    }
+
+    /// The data connection as a stream, TLS under PROT P.
+    async fn connect(mut self) -> Result<Stream> {
+        let protect = self.protect.take();
+        let timeout = self.timeout;
+        let tcp = TcpStream::from_std(self.connect_plain().await?)?;
+        let Some((shared, token)) = protect else {
             return Ok(Stream::Plain(tcp));
         };
         let tls = shared
@@ -194,7 +214,7 @@ impl DataTarget {
             .as_ref()
             .ok_or_else(|| Error::DataTls("TLS is not configured".into()))?;
         let stream = tls
-            .accept_data(tcp, token, self.timeout)
+            .accept_data(tcp, token, timeout)
             .await
             .map_err(Error::DataTls)?;
         Ok(Stream::Tls(Box::new(stream)))
@@ -231,9 +251,8 @@ impl Session {
                 "PASV is IPv4 only; use EPSV".into(),
             ));
         };
-        let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
+        let (listener, port) = data::open_passive(local_ip, self.shared.config.passive_ports)
             .map_err(passive_failed)?;
-        let port = listener.local_addr()?.port();
         let shown = match self.shared.config.passive_address {
             Some(IpAddr::V4(ip)) => ip,
             _ => bind_v4,
@@ -258,9 +277,8 @@ impl Session {
             }
             _ => {}
         }
-        let listener = data::open_passive(local_ip, self.shared.config.passive_ports)
+        let (listener, port) = data::open_passive(local_ip, self.shared.config.passive_ports)
             .map_err(passive_failed)?;
-        let port = listener.local_addr()?.port();
         self.client()?.data = Some(DataPlan::Passive(listener));
         self.ok(229, &addr::epsv_reply_text(port)).await
     }
@@ -301,7 +319,7 @@ impl Session {
         })
     }
 
-    /// Answers 150 and starts the child task, which reports 226 when it succeeds.
+    /// Answers 150 and starts the transfer, which reports 226 when it succeeds.
     async fn start_transfer<F>(
         &mut self,
         preliminary: String,
@@ -312,59 +330,115 @@ impl Session {
     where
         F: std::future::Future<Output = Result<u64>> + Send + 'static,
     {
-        self.reply(Reply::new(150, preliminary)).await?;
         let done = async move { task.await.map(|_| Reply::new(226, "Transfer complete")) };
-        self.start_job(label, progress, CancellationToken::new(), false, done);
+        let job = Job {
+            label,
+            progress,
+            cancel: CancellationToken::new(),
+            graceful: false,
+        };
+        self.start_job(Some(Reply::new(150, preliminary)), job, done)
+            .await?;
         Ok(Flow::Continue)
     }
 
-    /// Runs `task` as the session's child job; its reply is sent when it ends. ABOR cancels
-    /// `cancel` and, unless the job is `graceful` (it then stops by itself), the task.
-    pub(super) fn start_job<F>(
+    /// Runs `task` as the session's child job, after the `preliminary` reply (150) if it has
+    /// one; the job's own reply is sent when it ends. ABOR cancels the job's token and, unless
+    /// the job is graceful (it then stops by itself), the task.
+    ///
+    /// The job is polled once right here first: a small download whose client is already
+    /// connected finishes in that poll (accept, one sendfile, close) and is reported at once,
+    /// 150 and 226 in one write, without a task of its own or a wake-up across threads. That
+    /// first poll is bounded (it sends at most one sendfile chunk before it has to wait), and
+    /// the 150 goes out before any wait, so a client that waits for it is never held up. Only a
+    /// job that has to wait becomes a task; it re-registers its wakers with the new task on its
+    /// next poll.
+    pub(super) async fn start_job<F>(
         &mut self,
-        label: String,
-        progress: Arc<AtomicU64>,
-        cancel: CancellationToken,
-        graceful: bool,
+        preliminary: Option<Reply>,
+        job: Job,
         task: F,
-    ) where
+    ) -> std::io::Result<()>
+    where
         F: std::future::Future<Output = Result<Reply>> + Send + 'static,
     {
+        let started = Instant::now();
+        let mut task = Box::pin(task);
+        let first = std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            let bytes = job.progress.load(Ordering::Relaxed);
+            return self
+                .report_job(preliminary, &job.label, bytes, started, result)
+                .await;
+        }
+        if let Some(reply) = preliminary {
+            self.reply(reply).await?;
+        }
         self.transfer = Some(RunningTransfer {
             handle: tokio::spawn(task),
-            progress,
-            label,
-            started: Instant::now(),
-            cancel,
-            graceful,
+            progress: job.progress,
+            label: job.label,
+            started,
+            cancel: job.cancel,
+            graceful: job.graceful,
         });
+        Ok(())
     }
 
-    /// Reports a finished transfer: 226, or the error's reply; one log line either way.
+    /// Reports the finished child job: 226, or the error's reply.
     pub(super) async fn finish_transfer(&mut self, result: Result<Reply>) -> std::io::Result<()> {
         let Some(t) = self.transfer.take() else {
             return Ok(());
         };
         let bytes = t.progress.load(Ordering::Relaxed);
-        let secs = t.started.elapsed().as_secs_f64();
+        self.report_job(None, &t.label, bytes, t.started, result)
+            .await
+    }
+
+    /// Sends a finished job's reply, after `preliminary` in the same write; one log line
+    /// either way.
+    async fn report_job(
+        &mut self,
+        preliminary: Option<Reply>,
+        label: &str,
+        bytes: u64,
+        started: Instant,
+        result: Result<Reply>,
+    ) -> std::io::Result<()> {
+        let secs = started.elapsed().as_secs_f64();
         let rate_mib_s = bytes as f64 / secs.max(1e-6) / (1024.0 * 1024.0);
         let user = match &self.state {
-            super::State::LoggedIn(c) => c.account.name.clone(),
-            _ => String::new(),
+            super::State::LoggedIn(c) => c.account.name.as_str(),
+            _ => "",
         };
         match &result {
             Ok(_) => {
-                tracing::info!(user, transfer = %t.label, bytes, secs, rate_mib_s, result = "ok", "transfer")
+                tracing::info!(
+                    user,
+                    transfer = label,
+                    bytes,
+                    secs,
+                    rate_mib_s,
+                    result = "ok",
+                    "transfer"
+                )
             }
             Err(e) => {
-                tracing::info!(user, transfer = %t.label, bytes, secs, rate_mib_s, result = %e, "transfer")
+                tracing::info!(user, transfer = label, bytes, secs, rate_mib_s, result = %e, "transfer")
             }
         }
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => e.reply(),
         };
-        self.reply(reply).await
+        match preliminary {
+            Some(first) => {
+                let mut bytes = first.to_bytes();
+                reply.write_to(&mut bytes);
+                self.send(&bytes).await
+            }
+            None => self.reply(reply).await,
+        }
     }
 
     pub(super) async fn abor(&mut self) -> Result<Flow> {
@@ -397,21 +471,31 @@ impl Session {
         let client = self.client()?;
         let offset = std::mem::take(&mut client.rest);
         let ascii = client.data_type == DataType::Ascii;
-        let p = path.clone();
-        let (file, size) = vfs.run(move |v| v.open_read(&p)).await?;
+        // Opened right here when the kernel can do it from its caches without blocking,
+        // which spares the hop to the blocking pool that dominates a small file's cost.
+        let (file, size) = match vfs.open_read_cached(&path) {
+            Some(opened) => opened,
+            None => {
+                let p = path.clone();
+                vfs.run(move |v| v.open_read(&p)).await?
+            }
+        };
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {
             let stall = target.stall;
-            let mut stream = target.connect().await?;
-            let n = match &mut stream {
-                // Zero-copy only where the kernel sees the plain bytes.
-                Stream::Plain(tcp) if !ascii => {
-                    data::send_file_zero_copy(tcp, &file, offset, &sent, stall).await
-                }
-                _ => data::send_file_copy(&mut stream, file, offset, ascii, &sent, stall).await,
+            // Zero-copy only where the kernel sees the plain bytes. Closing the socket sends
+            // the FIN after the queued data, as shutdown(2) would.
+            if target.is_plain() && !ascii {
+                let tcp = target.connect_plain().await?;
+                return data::send_file_zero_copy(tcp, &file, offset, size, &sent, stall)
+                    .await
+                    .map_err(classify);
             }
-            .map_err(classify)?;
+            let mut stream = target.connect().await?;
+            let n = data::send_file_copy(&mut stream, file, offset, ascii, &sent, stall)
+                .await
+                .map_err(classify)?;
             stream.shutdown().await.map_err(classify)?;
             Ok(n)
         };
@@ -592,8 +676,14 @@ impl Session {
                 None => Reply::new(226, "Transfer complete"),
             })
         };
-        self.reply(Reply::new(150, preliminary)).await?;
-        self.start_job(label, progress, cancel, true, task);
+        let job = Job {
+            label,
+            progress,
+            cancel,
+            graceful: true,
+        };
+        self.start_job(Some(Reply::new(150, preliminary)), job, task)
+            .await?;
         Ok(Flow::Continue)
     }
 
