@@ -173,4 +173,27 @@ mod tests {
         f.push(b"\xff\xfb\x01X\xff\xffY\n");
         assert_eq!(lines(&mut f), vec![b"X\xffY".to_vec()]);
     }
+
+    #[test]
+    fn reads_straight_into_the_input_buffer() {
+        let mut f = LineFramer::new(100);
+        assert!(f.ends_line(), "nothing buffered");
+        let input = f.input(64);
+        assert!(input.capacity() >= 64);
+        input.extend_from_slice(b"NOOP\r\nPW");
+        assert!(!f.ends_line());
+        assert_eq!(f.next_line(), Ok(Some(b"NOOP".to_vec())));
+        assert_eq!(f.next_line(), Ok(None));
+        f.input(64).extend_from_slice(b"D\r\n");
+        assert!(f.ends_line());
+        assert_eq!(f.next_line(), Ok(Some(b"PWD".to_vec())));
+        assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn input_keeps_the_line_limit() {
+        let mut f = LineFramer::new(8);
+        f.input(64).extend_from_slice(b"0123456789");
+        assert_eq!(f.next_line(), Err(LineError::TooLong));
+    }
 }

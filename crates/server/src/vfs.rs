@@ -78,6 +78,13 @@ impl std::fmt::Display for RestPastEnd {
 
 impl std::error::Error for RestPastEnd {}
 
+/// Regular files ignore O_NONBLOCK today, but open(2) warns it may gain a meaning for them;
+/// a file opened without blocking is switched back before sendfile or a read can see EAGAIN.
+fn clear_nonblock(file: &std::fs::File) -> io::Result<()> {
+    rustix::fs::fcntl_setfl(file, rustix::fs::OFlags::RDONLY)?;
+    Ok(())
+}
+
 fn rest_past_end() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, RestPastEnd)
 }
@@ -180,7 +187,11 @@ impl Vfs {
 
     /// Opens a regular file for reading; also returns its size.
     pub fn open_read(&self, path: &VirtualPath) -> io::Result<(std::fs::File, u64)> {
-        let file = self.root.open(path.to_relative())?;
+        use cap_std::fs::OpenOptionsExt as _;
+        // O_NONBLOCK: a FIFO placed in a home must not hold a thread waiting for a writer.
+        let mut opts = OpenOptions::new();
+        opts.read(true).custom_flags(libc::O_NONBLOCK);
+        let file = self.root.open_with(path.to_relative(), &opts)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
@@ -188,7 +199,9 @@ impl Vfs {
         if !meta.is_file() {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
-        Ok((file.into_std(), meta.len()))
+        let file = file.into_std();
+        clear_nonblock(&file)?;
+        Ok((file, meta.len()))
     }
 
     /// [`Vfs::open_read`] without blocking, for use on the async threads: succeeds only when
@@ -200,7 +213,7 @@ impl Vfs {
     pub fn open_read_cached(&self, path: &VirtualPath) -> Option<(std::fs::File, u64)> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
         // O_NONBLOCK: opening a FIFO someone placed in a home would otherwise wait for a
-        // writer, here on an async thread. Cleared again below for the regular file.
+        // writer, here on an async thread.
         let fd = rustix::fs::openat2(
             &*self.root,
             path.to_relative(),
@@ -214,9 +227,7 @@ impl Vfs {
         if !meta.is_file() {
             return None;
         }
-        // Regular files ignore O_NONBLOCK today, but the man page warns it may gain meaning;
-        // sendfile must never see EAGAIN from the file side.
-        rustix::fs::fcntl_setfl(&file, OFlags::RDONLY).ok()?;
+        clear_nonblock(&file).ok()?;
         Some((file, meta.len()))
     }
 
@@ -521,6 +532,34 @@ mod tests {
             .0
             .read_to_string(&mut s)
             .expect("read");
+        assert_eq!(s, "ok");
+    }
+
+    #[test]
+    fn cached_open_keeps_the_jail_and_gives_only_regular_files() {
+        use std::io::Read;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join("dir")).expect("mkdir");
+        std::fs::write(tmp.path().join("secret"), b"outside").expect("write");
+        std::os::unix::fs::symlink("/etc", home.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("../secret", home.join("rel")).expect("symlink");
+        std::fs::write(home.join("inside"), b"ok").expect("write");
+        std::os::unix::fs::symlink("inside", home.join("good")).expect("symlink");
+        nix::unistd::mkfifo(&home.join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+        let vfs = Vfs::open(&home).expect("open");
+        for refused in ["abs/passwd", "rel", "dir", "/", "missing", "fifo"] {
+            assert!(
+                vfs.open_read_cached(&vp(refused)).is_none(),
+                "{refused} must fall back to the blocking pool"
+            );
+        }
+        // Warm the dentry cache the way a first open on the blocking pool would.
+        let _ = std::fs::read(home.join("good"));
+        let (mut file, size) = vfs.open_read_cached(&vp("good")).expect("cached open");
+        assert_eq!(size, 2);
+        let mut s = String::new();
+        file.read_to_string(&mut s).expect("read");
         assert_eq!(s, "ok");
     }
 

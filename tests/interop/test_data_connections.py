@@ -1,0 +1,214 @@
+"""Data connections from the client's side of the timing: a client that connects to the
+passive port before it sends RETR (ftplib, curl), one that connects only after, a stranger
+that gets there first, and the Telnet "Synch" some clients send in front of ABOR.
+
+The server takes a queued data connection without waiting and sends a small file in one
+go, so these check that every ordering still gives the whole file and 150 before 226."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ftphelp import RawClient
+
+
+def _connect(addr, source=None) -> socket.socket:
+    s = socket.create_connection(addr, timeout=10, source_address=source)
+    s.settimeout(10)
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        b = s.recv(1 << 16)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def _put(srv, name: str, size: int) -> bytes:
+    data = os.urandom(size)
+    (srv.home() / name).write_bytes(data)
+    return data
+
+
+def _retr_connect_first(c: RawClient, name: str) -> tuple[bytes, list[int]]:
+    addr = c.pasv()
+    data_sock = _connect(addr)
+    c.send(f"RETR {name}\r\n".encode())
+    got = _read_all(data_sock)
+    data_sock.close()
+    return got, [c.reply().code, c.reply().code]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 100_000, 9 * 1024 * 1024 + 7])
+def test_retr_client_connected_before_retr(ferry_server, size):
+    data = _put(ferry_server, "f.bin", size)
+    c = ferry_server.raw("alice")
+    got, codes = _retr_connect_first(c, "f.bin")
+    assert codes == [150, 226]
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert c.cmd("NOOP").code == 200
+
+
+@pytest.mark.parametrize("size", [4096, 9 * 1024 * 1024 + 7])
+def test_retr_client_connects_after_retr(ferry_server, size):
+    data = _put(ferry_server, "late.bin", size)
+    c = ferry_server.raw("alice")
+    addr = c.pasv()
+    c.send(b"RETR late.bin\r\n")
+    # The server must announce the transfer and wait for us, not fail or hang.
+    first = c.reply()
+    assert first.code == 150, first
+    time.sleep(0.3)
+    data_sock = _connect(addr)
+    got = _read_all(data_sock)
+    data_sock.close()
+    assert c.reply().code == 226
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_many_small_retrs_on_one_session(ferry_server):
+    files = {f"s{i:03d}.bin": _put(ferry_server, f"s{i:03d}.bin", 1 + i * 37) for i in range(150)}
+    c = ferry_server.raw("alice")
+    for name, data in files.items():
+        got, codes = _retr_connect_first(c, name)
+        assert codes == [150, 226], name
+        assert got == data, name
+    assert c.cmd("NOOP").code == 200
+
+
+def test_stranger_connecting_first_does_not_get_the_file(ferry_server):
+    """A connection from another address queued on the passive port before the client's own
+    is refused; the client's connection gets the file."""
+    data = _put(ferry_server, "secret.bin", 50_000)
+    c = ferry_server.raw("alice")
+    addr = c.pasv()
+    stranger = _connect(addr, source=("127.0.0.2", 0))
+    time.sleep(0.1)  # queued first
+    own = _connect(addr)
+    c.send(b"RETR secret.bin\r\n")
+    got = _read_all(own)
+    own.close()
+    assert [c.reply().code, c.reply().code] == [150, 226]
+    assert got == data
+    try:
+        leaked = _read_all(stranger)
+    except ConnectionResetError:
+        leaked = b""
+    stranger.close()
+    assert leaked == b""
+
+
+def test_stranger_alone_then_client_late(ferry_server):
+    data = _put(ferry_server, "f.bin", 4096)
+    c = ferry_server.raw("alice")
+    addr = c.pasv()
+    stranger = _connect(addr, source=("127.0.0.2", 0))
+    c.send(b"RETR f.bin\r\n")
+    assert c.reply().code == 150
+    time.sleep(0.2)
+    own = _connect(addr)
+    got = _read_all(own)
+    own.close()
+    assert c.reply().code == 226
+    assert got == data
+    stranger.close()
+
+
+def test_pasv_again_drops_the_unused_connection(ferry_server):
+    """A second PASV replaces the first: a connection made to the first port never gets a
+    transfer, and the next RETR uses the new port."""
+    data = _put(ferry_server, "f.bin", 4096)
+    c = ferry_server.raw("alice")
+    first = c.pasv()
+    early = _connect(first)
+    second = c.pasv()
+    own = _connect(second)
+    c.send(b"RETR f.bin\r\n")
+    got = _read_all(own)
+    assert [c.reply().code, c.reply().code] == [150, 226]
+    assert got == data
+    try:
+        assert _read_all(early) == b""
+    except ConnectionResetError:
+        pass
+    early.close()
+    own.close()
+
+
+def test_telnet_synch_abor_during_transfer(ferry_server):
+    """lftp and RFC 959 clients send IAC IP, then IAC DM with the DM as TCP urgent data,
+    then ABOR: the command must be read although the read stops at the urgent mark."""
+    _put(ferry_server, "big.bin", 64 * 1024 * 1024)
+    c = ferry_server.raw("alice")
+    addr = c.pasv()
+    data_sock = _connect(addr)
+    c.send(b"RETR big.bin\r\n")
+    assert c.reply().code == 150
+    data_sock.recv(1 << 16)  # the transfer is running; we stop reading
+    c.sock.send(b"\xff\xf4\xff")
+    c.sock.send(b"\xf2", socket.MSG_OOB)
+    c.sock.send(b"ABOR\r\n")
+    codes = [c.reply().code]
+    if codes[0] == 426:
+        codes.append(c.reply().code)
+    data_sock.close()
+    assert codes == [426, 226], codes
+    assert c.cmd("NOOP").code == 200
+
+
+def test_telnet_synch_abor_when_idle(ferry_server):
+    c = ferry_server.raw("alice")
+    c.sock.send(b"\xff\xf4\xff")
+    c.sock.send(b"\xf2", socket.MSG_OOB)
+    c.sock.send(b"ABOR\r\n")
+    assert c.reply().code == 225
+    assert c.cmd("NOOP").code == 200
+
+
+def test_concurrent_small_retrs(ferry_server):
+    """Sixteen sessions fetching small files at once, as the small-file benchmark does."""
+    files = {f"c{i:03d}.bin": _put(ferry_server, f"c{i:03d}.bin", 4096) for i in range(64)}
+    names = list(files)
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        try:
+            c = ferry_server.raw("alice")
+            for name in names[k::16]:
+                got, codes = _retr_connect_first(c, name)
+                if codes != [150, 226] or got != files[name]:
+                    errors.append(f"{name}: {codes} {len(got)} bytes")
+            c.cmd("QUIT")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_retr_of_a_fifo_is_refused_at_once(ferry_server):
+    """A FIFO someone placed in a home is not a file to send: 550, without waiting for a
+    writer that never comes (and without tying up a server thread)."""
+    os.mkfifo(ferry_server.home() / "pipe")
+    c = ferry_server.raw("alice")
+    c.pasv()
+    t0 = time.monotonic()
+    r = c.cmd("RETR pipe")
+    assert r.code == 550, r
+    assert c.cmd("XSHA256 pipe").code == 550
+    assert time.monotonic() - t0 < 5
+    assert c.cmd("NOOP").code == 200
