@@ -212,3 +212,80 @@ def test_retr_of_a_fifo_is_refused_at_once(ferry_server):
     assert c.cmd("XSHA256 pipe").code == 550
     assert time.monotonic() - t0 < 5
     assert c.cmd("NOOP").code == 200
+
+
+def _free_port_range(n: int) -> tuple[int, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    return (base, base + n - 1) if base + n - 1 <= 65535 else (40000, 40000 + n - 1)
+
+
+def test_one_port_range_serves_sessions_in_turn(start_server):
+    """With a one-port passive range, a session that just finished a transfer must not keep
+    the port from the next session's PASV."""
+    lo, hi = _free_port_range(1)
+    srv = start_server(passive_ports=f"{lo}-{hi}")
+    data = _put(srv, "f.bin", 4096)
+    a, b = srv.raw("alice"), srv.raw("alice")
+    for _ in range(3):
+        for c in (a, b):
+            got, codes = _retr_connect_first(c, "f.bin")
+            assert codes == [150, 226]
+            assert got == data
+
+
+def test_sessions_transfer_again_and_again_in_a_small_range(start_server):
+    """Eight ports, eight sessions each fetching files back to back: nobody gets 425."""
+    lo, hi = _free_port_range(8)
+    srv = start_server(passive_ports=f"{lo}-{hi}")
+    data = _put(srv, "f.bin", 4096)
+    errors: list[str] = []
+
+    def worker() -> None:
+        try:
+            c = srv.raw("alice")
+            for _ in range(20):
+                got, codes = _retr_connect_first(c, "f.bin")
+                if codes != [150, 226] or got != data:
+                    errors.append(f"{codes} {len(got)}")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+def test_parked_port_is_offered_again_and_released(start_server):
+    """A session fetching files one after another gets the same passive port again, and a
+    port left unused goes back to the range within seconds."""
+    lo, hi = _free_port_range(40)
+    srv = start_server(passive_ports=f"{lo}-{hi}")
+    data = _put(srv, "f.bin", 4096)
+    c = srv.raw("alice")
+    ports = []
+    for _ in range(3):
+        addr = c.pasv()
+        ports.append(addr[1])
+        data_sock = _connect(addr)
+        c.send(b"RETR f.bin\r\n")
+        assert _read_all(data_sock) == data
+        data_sock.close()
+        assert [c.reply().code, c.reply().code] == [150, 226]
+    assert len(set(ports)) == 1, ports
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", ports[0]))
+                probe.listen(1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"port {ports[0]} still held after 10 s"
+        time.sleep(0.2)
+    assert c.cmd("NOOP").code == 200

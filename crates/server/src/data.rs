@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +26,91 @@ use tokio_util::sync::CancellationToken;
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
 #[derive(Debug)]
 pub enum DataPlan {
-    /// A listener not yet registered with the event loop: clients connect right after the
-    /// 227/229 reply, so by the time RETR/STOR arrives the connection is usually queued and
-    /// one accept4(2) takes it, with no epoll registration and no wait for a readiness event.
-    Passive(std::net::TcpListener),
+    /// A listener (and its port) not yet registered with the event loop: clients connect
+    /// right after the 227/229 reply, so by the time RETR/STOR arrives the connection is
+    /// usually queued and one accept4(2) takes it, with no epoll registration and no wait for
+    /// a readiness event.
+    Passive(std::net::TcpListener, u16),
     Active(SocketAddr),
+}
+
+/// How long a passive listener is kept after a transfer took its connection. A client that
+/// fetches many files sends PASV before each; handing it the same port again spares a socket,
+/// bind and listen per file. Kept briefly, so idle sessions hold no ports of the range.
+pub const PARK_TIME: Duration = Duration::from_secs(1);
+
+/// How many passive listeners may be parked at once, server-wide: a quarter of the passive
+/// port range (of the kernel's ephemeral range without one), so parked ports never crowd out
+/// the PASV of another session. A parked port is held through its transfer and [`PARK_TIME`]
+/// after; an unparked one only from PASV to the accept.
+#[derive(Debug)]
+pub struct ParkBudget {
+    parked: AtomicUsize,
+    max: usize,
+}
+
+impl ParkBudget {
+    pub fn new(range: Option<(u16, u16)>) -> Arc<ParkBudget> {
+        let ports = match range {
+            Some((lo, hi)) => usize::from(hi - lo) + 1,
+            None => 28_000,
+        };
+        Arc::new(ParkBudget {
+            parked: AtomicUsize::new(0),
+            max: ports / 4,
+        })
+    }
+}
+
+/// A passive listener kept between two transfers of one session, see [`PARK_TIME`].
+#[derive(Debug)]
+pub struct ParkedListener {
+    listener: std::net::TcpListener,
+    port: u16,
+    pub until: tokio::time::Instant,
+    _ticket: ParkTicket,
+}
+
+/// One place in the [`ParkBudget`], given back when dropped.
+#[derive(Debug)]
+struct ParkTicket(Arc<ParkBudget>);
+
+impl Drop for ParkTicket {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ParkedListener {
+    /// Parks the listener if the budget allows; otherwise it is closed.
+    pub fn park(
+        listener: std::net::TcpListener,
+        port: u16,
+        budget: &Arc<ParkBudget>,
+    ) -> Option<ParkedListener> {
+        let taken = budget
+            .parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget.max).then_some(n + 1)
+            });
+        taken.ok()?;
+        Some(ParkedListener {
+            listener,
+            port,
+            until: tokio::time::Instant::now() + PARK_TIME,
+            _ticket: ParkTicket(budget.clone()),
+        })
+    }
+
+    /// The listener for a new PASV/EPSV. Connections that queued while it was parked were
+    /// not asked for by this PASV (a client connects only once it has the reply): closed.
+    pub fn reuse(self) -> io::Result<(std::net::TcpListener, u16)> {
+        while let Some((stale, from)) = try_accept(&self.listener)? {
+            tracing::debug!(?from, "closed a data connection nobody asked for");
+            drop(stale);
+        }
+        Ok((self.listener, self.port))
+    }
 }
 
 /// Chunk size for copies through user space (uploads, ASCII, listings).
@@ -115,6 +195,31 @@ fn try_accept(
     }
 }
 
+/// Whether a data connection comes from the control connection's peer; logs a refusal.
+fn from_peer(from: Option<SocketAddr>, peer_ip: IpAddr) -> bool {
+    match from {
+        Some(from) if from.ip().to_canonical() == peer_ip.to_canonical() => true,
+        _ => {
+            tracing::warn!(?from, "refused data connection from a foreign address");
+            false
+        }
+    }
+}
+
+/// The client's data connection if it is already queued, without waiting; connections from
+/// other addresses are closed on the way.
+pub fn accept_queued(
+    listener: &std::net::TcpListener,
+    peer_ip: IpAddr,
+) -> io::Result<Option<std::net::TcpStream>> {
+    while let Some((stream, from)) = try_accept(listener)? {
+        if from_peer(from, peer_ip) {
+            return Ok(Some(stream));
+        }
+    }
+    Ok(None)
+}
+
 /// Accepts the data connection from `peer_ip`, dropping connections from anyone else. The
 /// connection comes back non-blocking and not registered with the event loop, see
 /// [`DataPlan::Passive`].
@@ -125,18 +230,8 @@ pub async fn accept_from(
 ) -> Result<std::net::TcpStream> {
     let accept_failed =
         |e: io::Error| Error::NoDataConnection(format!("Cannot accept data connection: {e}"));
-    let from_peer = |from: Option<SocketAddr>| match from {
-        Some(from) if from.ip().to_canonical() == peer_ip.to_canonical() => true,
-        _ => {
-            tracing::warn!(?from, "refused data connection from a foreign address");
-            false
-        }
-    };
-    // Usually the client is already there.
-    while let Some((stream, from)) = try_accept(&listener).map_err(accept_failed)? {
-        if from_peer(from) {
-            return Ok(stream);
-        }
+    if let Some(stream) = accept_queued(&listener, peer_ip).map_err(accept_failed)? {
+        return Ok(stream);
     }
     // The client is late: wait for it on the event loop.
     let listener = tokio::net::TcpListener::from_std(listener).map_err(accept_failed)?;
@@ -146,7 +241,7 @@ pub async fn accept_from(
             Err(_) => return Err(Error::NoDataConnection("Data connection timed out".into())),
             Ok(Err(e)) => return Err(accept_failed(e)),
             Ok(Ok((stream, from))) => {
-                if from_peer(Some(from)) {
+                if from_peer(Some(from), peer_ip) {
                     return stream.into_std().map_err(accept_failed);
                 }
             }

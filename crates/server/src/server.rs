@@ -33,6 +33,8 @@ pub struct Shared {
     pub guard: LoginGuard,
     pub quotas: QuotaRegistry,
     pub homes: crate::vfs::Homes,
+    /// Passive listeners kept between transfers, server-wide.
+    pub park: Arc<crate::data::ParkBudget>,
     pub shutdown: CancellationToken,
 }
 
@@ -93,6 +95,7 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
+        let park = crate::data::ParkBudget::new(config.passive_ports);
         Server {
             shared: Arc::new(Shared {
                 config,
@@ -101,6 +104,7 @@ impl Server {
                 guard,
                 quotas,
                 homes: crate::vfs::Homes::default(),
+                park,
                 shutdown,
             }),
         }

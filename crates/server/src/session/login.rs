@@ -97,6 +97,7 @@ impl Session {
             rename_from: None,
             epsv_all: false,
             data: None,
+            parked: None,
             hash_algo: HashAlgo::Sha256,
             range: None,
             usage,

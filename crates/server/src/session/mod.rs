@@ -59,6 +59,8 @@ struct Client {
     rename_from: Option<VirtualPath>,
     epsv_all: bool,
     data: Option<DataPlan>,
+    /// The passive listener of the last transfer, offered again to the next PASV/EPSV.
+    parked: Option<crate::data::ParkedListener>,
     /// Algorithm chosen with OPTS HASH.
     hash_algo: HashAlgo,
     /// Byte range from RANG, used by the next HASH.
@@ -201,6 +203,17 @@ impl Session {
                 Ok(None) => {}
             }
             let transfer_running = self.transfer.is_some();
+            // One timer for both deadlines: the idle timeout (not while a transfer runs) and
+            // the end of a parked passive listener's time.
+            let parked_until = match &self.state {
+                State::LoggedIn(c) => c.parked.as_ref().map(|p| p.until),
+                _ => None,
+            };
+            let wake_at = match (transfer_running, parked_until) {
+                (false, Some(p)) => Some(p.min(idle_deadline)),
+                (false, None) => Some(idle_deadline),
+                (true, parked) => parked,
+            };
             tokio::select! {
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
@@ -236,9 +249,13 @@ impl Session {
                         self.drain_after_urgent_mark();
                     }
                 }
-                _ = tokio::time::sleep_until(idle_deadline), if !transfer_running => {
-                    self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
-                    return Ok(());
+                _ = tokio::time::sleep_until(wake_at.unwrap_or(idle_deadline)), if wake_at.is_some() => {
+                    let now = Instant::now();
+                    self.unpark_expired(now);
+                    if !transfer_running && now >= idle_deadline {
+                        self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Flow, Session};
+use super::{Flow, Session, State};
 use crate::config::TlsMode;
 use crate::data::{self, DataPlan};
 use crate::error::{Error, Result};
@@ -169,9 +169,18 @@ fn classify(e: std::io::Error) -> Error {
     }
 }
 
+/// A transfer's data connection: already there, or still to accept or make.
+enum DataConn {
+    /// Accepted when the transfer command arrived (the usual case for passive mode).
+    Ready(std::net::TcpStream),
+    /// The client has not connected yet.
+    Passive(std::net::TcpListener),
+    Active(SocketAddr),
+}
+
 /// Everything a transfer task needs to get its data connection.
 struct DataTarget {
-    plan: DataPlan,
+    conn: DataConn,
     /// PROT P: wrap the connection in TLS, resuming the control session.
     protect: Option<(Arc<Shared>, SessionToken)>,
     peer_ip: IpAddr,
@@ -191,11 +200,12 @@ impl DataTarget {
     /// registered with the event loop. Only for [`DataTarget::is_plain`] targets.
     async fn connect_plain(self) -> Result<std::net::TcpStream> {
         debug_assert!(self.is_plain());
-        match self.plan {
-            DataPlan::Passive(listener) => {
+        match self.conn {
+            DataConn::Ready(stream) => Ok(stream),
+            DataConn::Passive(listener) => {
                 data::accept_from(listener, self.peer_ip, self.timeout).await
             }
-            DataPlan::Active(target) => {
+            DataConn::Active(target) => {
                 data::connect_active(self.local_ip, target, self.timeout).await
             }
         }
@@ -251,13 +261,11 @@ impl Session {
                 "PASV is IPv4 only; use EPSV".into(),
             ));
         };
-        let (listener, port) = data::open_passive(local_ip, self.shared.config.passive_ports)
-            .map_err(passive_failed)?;
+        let port = self.listen_passive(local_ip)?;
         let shown = match self.shared.config.passive_address {
             Some(IpAddr::V4(ip)) => ip,
             _ => bind_v4,
         };
-        self.client()?.data = Some(DataPlan::Passive(listener));
         self.ok(227, &addr::pasv_reply_text(shown, port)).await
     }
 
@@ -277,10 +285,33 @@ impl Session {
             }
             _ => {}
         }
-        let (listener, port) = data::open_passive(local_ip, self.shared.config.passive_ports)
-            .map_err(passive_failed)?;
-        self.client()?.data = Some(DataPlan::Passive(listener));
+        let port = self.listen_passive(local_ip)?;
         self.ok(229, &addr::epsv_reply_text(port)).await
+    }
+
+    /// Sets up the passive listener for the next transfer, the parked one if there is one;
+    /// returns its port.
+    fn listen_passive(&mut self, local_ip: IpAddr) -> Result<u16> {
+        let range = self.shared.config.passive_ports;
+        let client = self.client()?;
+        // A PASV replaces any earlier data plan, whose listener closes here.
+        client.data = None;
+        let reused = client.parked.take().and_then(|p| p.reuse().ok());
+        let (listener, port) = match reused {
+            Some(reused) => reused,
+            None => data::open_passive(local_ip, range).map_err(passive_failed)?,
+        };
+        client.data = Some(DataPlan::Passive(listener, port));
+        Ok(port)
+    }
+
+    /// Closes the passive listener kept from the last transfer once its time is up.
+    pub(super) fn unpark_expired(&mut self, now: tokio::time::Instant) {
+        if let State::LoggedIn(c) = &mut self.state {
+            if c.parked.as_ref().is_some_and(|p| now >= p.until) {
+                c.parked = None;
+            }
+        }
     }
 
     pub(super) async fn port(&mut self, target: SocketAddr) -> Result<Flow> {
@@ -288,7 +319,9 @@ impl Session {
             return Err(Error::EpsvAllOnly);
         }
         data::check_active_target(target, self.peer.ip())?;
-        self.client()?.data = Some(DataPlan::Active(target));
+        let client = self.client()?;
+        client.parked = None;
+        client.data = Some(DataPlan::Active(target));
         self.ok(200, "PORT command successful").await
     }
 
@@ -305,12 +338,26 @@ impl Session {
             return Err(Error::ProtRequired);
         }
         let protect = self.prot_private.then(|| (self.shared.clone(), self.token));
-        let plan =
-            self.client()?.data.take().ok_or_else(|| {
-                Error::NoDataConnection("Use PASV, EPSV, PORT or EPRT first".into())
-            })?;
+        let park = self.shared.park.clone();
+        let client = self.client()?;
+        let plan = client
+            .data
+            .take()
+            .ok_or_else(|| Error::NoDataConnection("Use PASV, EPSV, PORT or EPRT first".into()))?;
+        let conn = match plan {
+            // The client is usually connected by now: take its connection, and keep the
+            // listener for the next PASV. An accept error is left to the transfer to report.
+            DataPlan::Passive(listener, port) => match data::accept_queued(&listener, peer_ip) {
+                Ok(Some(stream)) => {
+                    client.parked = data::ParkedListener::park(listener, port, &park);
+                    DataConn::Ready(stream)
+                }
+                Ok(None) | Err(_) => DataConn::Passive(listener),
+            },
+            DataPlan::Active(target) => DataConn::Active(target),
+        };
         Ok(DataTarget {
-            plan,
+            conn,
             protect,
             peer_ip,
             local_ip,
