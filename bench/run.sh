@@ -210,7 +210,9 @@ max_sessions_per_ip = 20000
 # as the peers (vsftpd idle_session_timeout=600): opening 10,000 argon2id logins takes minutes
 idle_timeout_secs = 600
 shutdown_grace_secs = 5
-log = "info"
+# as the kit's vsftpd (xferlog_enable=NO): measure the server, not its logger; BENCHMARKS.md
+# gives the cost of log = "info" (a line per session and per transfer)
+log = "warn"
 EOF
   echo benchpass | "$FERRYD" --config "$FTMP/ferry.toml" --data-dir "$D" user add bench --password-stdin \
     || { echo "ferryd user add failed"; exit 1; }

@@ -407,12 +407,6 @@ impl UploadMeter<'_> {
         self.reserved.fetch_add(granted, Ordering::Relaxed);
         granted
     }
-
-    /// Gives back reserved bytes that were not used.
-    fn unreserve(&self, n: u64) {
-        self.quota.release_bytes(n);
-        self.reserved.fetch_sub(n, Ordering::Relaxed);
-    }
 }
 
 /// Receives an upload into `file` until the client closes the data connection.
@@ -449,147 +443,6 @@ pub async fn receive_file(
     read_result
 }
 
-/// Receives a plain binary upload with splice(2): socket -> pipe -> file, the bytes never
-/// copied through user space. The pipe is also the buffer between this task, which moves data
-/// in as the socket has it, and a writer on the blocking pool, which moves it into the file.
-/// Quota works as in [`receive_file`]: each splice is limited to what was reserved.
-/// Gives the file back (`Err`) when splice cannot be used for it (opened for appending), so
-/// the caller falls back to [`receive_file`].
-pub async fn receive_file_spliced(
-    tcp: &TcpStream,
-    file: std::fs::File,
-    meter: &UploadMeter<'_>,
-) -> io::Result<std::result::Result<u64, std::fs::File>> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
-    use std::os::fd::AsRawFd;
-    let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
-    if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
-        // splice(2) refuses files opened for appending.
-        return Ok(Err(file));
-    }
-    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    let _ = fcntl(
-        pipe_in.as_raw_fd(),
-        FcntlArg::F_SETPIPE_SZ(SPLICE_PIPE as i32),
-    );
-    let drained = Arc::new(tokio::sync::Notify::new());
-    let signal = drained.clone();
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        loop {
-            let n = nix::fcntl::splice(
-                &pipe_out,
-                None,
-                &file,
-                None,
-                SPLICE_PIPE,
-                SpliceFFlags::SPLICE_F_MOVE,
-            )
-            .map_err(io::Error::from)?;
-            // notify_one keeps a permit if nobody waits yet, so no wake-up is lost.
-            signal.notify_one();
-            if n == 0 {
-                return Ok(());
-            }
-        }
-    });
-    let read_result = splice_in(tcp, &pipe_in, &drained, meter).await;
-    // Closing our end lets the writer drain the pipe and see its end.
-    drop(pipe_in);
-    let write_result = writer
-        .await
-        .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
-    // A write error (disk full) is the cause even when it made the reading side stop too.
-    write_result?;
-    read_result.map(Ok)
-}
-
-/// Pipe size for spliced uploads.
-const SPLICE_PIPE: usize = 1024 * 1024;
-
-/// A splice found the pipe full (not the socket empty): wait for the writer, keep the socket's
-/// readiness.
-#[derive(Debug)]
-struct PipeFull;
-
-impl std::fmt::Display for PipeFull {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upload pipe full")
-    }
-}
-
-impl std::error::Error for PipeFull {}
-
-fn pipe_has_room(pipe_in: &std::os::fd::OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(pipe_in.as_fd(), PollFlags::POLLOUT)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-        && fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLOUT))
-}
-
-async fn splice_in(
-    tcp: &TcpStream,
-    pipe_in: &std::os::fd::OwnedFd,
-    drained: &tokio::sync::Notify,
-    meter: &UploadMeter<'_>,
-) -> io::Result<u64> {
-    use nix::fcntl::SpliceFFlags;
-    let (stall, stop) = (meter.stall, meter.stop);
-    let mut total = 0u64;
-    loop {
-        until_stopped(stop, step(stall, tcp.readable())).await?;
-        let granted = meter.reserve(SPLICE_PIPE as u64);
-        if granted == 0 {
-            // Out of quota: fine if the client has finished, else the upload stops here.
-            let mut probe = [0u8; 1];
-            return match step(stall, tcp.peek(&mut probe)).await? {
-                0 => Ok(total),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::QuotaExceeded,
-                    "disk quota exceeded",
-                )),
-            };
-        }
-        let want = usize::try_from(granted).unwrap_or(SPLICE_PIPE);
-        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-        // EAGAIN means "socket empty" (tokio then waits for new data) only when the pipe has
-        // room; a full pipe is reported apart so the socket's readiness is kept.
-        let moved = tcp.try_io(Interest::READABLE, || {
-            match nix::fcntl::splice(tcp, None, pipe_in, None, want, flags) {
-                Ok(n) => Ok(n),
-                Err(nix::errno::Errno::EAGAIN) if !pipe_has_room(pipe_in) => {
-                    Err(io::Error::other(PipeFull))
-                }
-                Err(e) => Err(io::Error::from(e)),
-            }
-        });
-        match moved {
-            Ok(0) => {
-                meter.unreserve(granted);
-                return Ok(total);
-            }
-            Ok(n) => {
-                meter.unreserve(granted - n as u64);
-                meter.received.fetch_add(n as u64, Ordering::Relaxed);
-                total += n as u64;
-            }
-            Err(e) => {
-                meter.unreserve(granted);
-                if e.get_ref().is_some_and(|r| r.is::<PipeFull>()) {
-                    step(stall, async {
-                        drained.notified().await;
-                        Ok(())
-                    })
-                    .await?;
-                } else if e.kind() != io::ErrorKind::WouldBlock {
-                    return Err(e);
-                }
-            }
-        }
-    }
-}
-
 /// Buffers in flight per upload, and their size.
 const UPLOAD_BUFFERS: usize = 3;
 const UPLOAD_CHUNK: usize = 1024 * 1024;
@@ -610,6 +463,8 @@ async fn read_chunks(
         Vec::new()
     };
     let mut total = 0u64;
+    let mut at_end = false;
+    let mut failed = None;
     loop {
         // A free buffer; waiting here is the back-pressure when the disk is slower.
         let mut buf = from_writer.recv().await.ok_or_else(writer_gone)?;
@@ -622,11 +477,30 @@ async fn read_chunks(
             }
             n
         } else {
-            // Into the buffer's spare capacity: no zero-filling a megabyte per read.
-            until_stopped(stop, async {
-                end_of_upload(step(stall, stream.read_buf(&mut buf)).await)
-            })
-            .await?
+            // Into the buffer's spare capacity: no zero-filling a megabyte per read. While the
+            // writer still has buffers to write, this one keeps filling: fewer, fuller writes
+            // and fewer wake-ups when the client sends faster than the disk takes it; an idle
+            // writer gets each read at once. A failed read still passes on what this buffer
+            // holds: bytes that reached the server are written before the error is reported.
+            loop {
+                let read = until_stopped(stop, async {
+                    end_of_upload(step(stall, stream.read_buf(&mut buf)).await)
+                })
+                .await;
+                match read {
+                    Ok(n) => at_end = n == 0,
+                    Err(e) if buf.is_empty() => return Err(e),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                let writer_busy = from_writer.len() + 1 < UPLOAD_BUFFERS;
+                if at_end || !writer_busy || buf.capacity() - buf.len() < UPLOAD_CHUNK / 8 {
+                    break;
+                }
+            }
+            buf.len()
         };
         total += n as u64;
         meter.received.fetch_add(n as u64, Ordering::Relaxed);
@@ -644,7 +518,10 @@ async fn read_chunks(
                 "disk quota exceeded",
             ));
         }
-        if n == 0 {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if n == 0 || at_end {
             return Ok(total);
         }
     }

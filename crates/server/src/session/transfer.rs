@@ -125,24 +125,6 @@ pub(super) fn list_path_arg(arg: &str) -> Option<&str> {
     }
 }
 
-/// Receives an upload the fastest way the connection allows: spliced when it is plain TCP in
-/// binary mode, through user-space buffers otherwise (TLS, TYPE A, appends).
-async fn receive(
-    stream: &mut Stream,
-    file: std::fs::File,
-    ascii: bool,
-    meter: &data::UploadMeter<'_>,
-) -> std::io::Result<u64> {
-    let file = match stream {
-        Stream::Plain(tcp) if !ascii => match data::receive_file_spliced(tcp, file, meter).await? {
-            Ok(n) => return Ok(n),
-            Err(file) => file,
-        },
-        _ => file,
-    };
-    data::receive_file(stream, file, ascii, meter).await
-}
-
 /// An upload stopped by ABOR or the end of its session.
 fn aborted() -> Error {
     Error::TransferAborted("Transfer aborted".into())
@@ -683,7 +665,7 @@ impl Session {
                     reserved: &reserved,
                     stop: &stop,
                 };
-                let n = receive(&mut stream, file, ascii, &meter)
+                let n = data::receive_file(&mut stream, file, ascii, &meter)
                     .await
                     .map_err(classify)?;
                 // Answer the client's TLS close_notify with ours (ftplib waits for it). The
