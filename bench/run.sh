@@ -12,6 +12,8 @@
 #   vsftpd-stock  vsftpd with its stock password hash (HASH=stock, yescrypt): login rate only
 #   vsftpd-tls    bench/vsftpd-tls.sh (vsftpd + explicit FTPS): FTPS RETR
 #   pureftpd proftpd pyftpdlib   kit's start script: verify + measure
+#   paired        a fresh ferryd and Pure-FTPd up at once, measured in alternation by
+#                 bench/paired.py (4 KiB files, STOR): ratios that survive the host's drift
 # Every server measured for RETR/STOR by the kit is also measured by extra.py's retr/stor,
 # which report the data-phase rate beside the kit's (see extra.py: curl can stall ~200 ms
 # before the data connection with fast servers, which the kit's figure includes).
@@ -33,7 +35,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 BENCH=$REPO/bench
 PEERS=${PEERS_DIR:-$(dirname "$REPO")/shared/bench/peers}
-ALL_STEPS=physical,ferry,vsftpd,vsftpd-stock,vsftpd-tls,pureftpd,proftpd,pyftpdlib
+ALL_STEPS=physical,ferry,vsftpd,vsftpd-stock,vsftpd-tls,pureftpd,proftpd,pyftpdlib,paired
 QUICK=0; STEPS=$ALL_STEPS; REPS=3; INSTALL=1; OUT=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -154,6 +156,27 @@ start_ferry() {   # $1 = name of this start (log file suffix)
   echo "ferryd started: pid $FERRY_PID ($1), $(grep -h 'listening\|certificate' "$OUT/ferryd-$1.stdout" | tr '\n' ' ')"
 }
 
+ferry_setup() {   # fresh temp data dir + config + the bench user; sets FTMP and D
+  FTMP=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+  D=$FTMP/data
+  mkdir -p "$D"
+  cat > "$FTMP/ferry.toml" <<EOF
+listen = "127.0.0.1:$FERRY_PORT"
+data_dir = "$D"
+passive_ports = "14000-14999"
+max_sessions = 20000
+max_sessions_per_ip = 20000
+# as the peers (vsftpd idle_session_timeout=600): opening 10,000 argon2id logins takes minutes
+idle_timeout_secs = 600
+shutdown_grace_secs = 5
+# as the kit's vsftpd (xferlog_enable=NO): measure the server, not its logger; BENCHMARKS.md
+# gives the cost of log = "info" (a line per session and per transfer)
+log = "warn"
+EOF
+  echo benchpass | "$FERRYD" --config "$FTMP/ferry.toml" --data-dir "$D" user add bench --password-stdin \
+    || { echo "ferryd user add failed"; exit 1; }
+}
+
 measure() {   # PORT LABEL [extra measure.py args]
   # Two invocations of the kit's measure.py (d,a,b,e then c): it stops at the first measure
   # that fails, and c (2,000 passive data connections per rep) is the one most likely to, so
@@ -198,24 +221,7 @@ fi
 
 if want ferry; then
   section "ferry"
-  FTMP=$(mktemp -d /tmp/ferry-bench.XXXXXX)
-  D=$FTMP/data
-  mkdir -p "$D"
-  cat > "$FTMP/ferry.toml" <<EOF
-listen = "127.0.0.1:$FERRY_PORT"
-data_dir = "$D"
-passive_ports = "14000-14999"
-max_sessions = 20000
-max_sessions_per_ip = 20000
-# as the peers (vsftpd idle_session_timeout=600): opening 10,000 argon2id logins takes minutes
-idle_timeout_secs = 600
-shutdown_grace_secs = 5
-# as the kit's vsftpd (xferlog_enable=NO): measure the server, not its logger; BENCHMARKS.md
-# gives the cost of log = "info" (a line per session and per transfer)
-log = "warn"
-EOF
-  echo benchpass | "$FERRYD" --config "$FTMP/ferry.toml" --data-dir "$D" user add bench --password-stdin \
-    || { echo "ferryd user add failed"; exit 1; }
+  ferry_setup
   HOME_=$D/homes/bench
   if start_ferry measure; then
     verify $FERRY_PORT ferry && measure $FERRY_PORT ferry --pid "$FERRY_PID"
@@ -274,6 +280,31 @@ for p in pureftpd proftpd pyftpdlib; do
   want $p && peer $p
 done
 
+# Ratios that survive the host's drift: Ferry and Pure-FTPd (the best peer of the 4 KiB and
+# STOR measures) up at once, measured in alternation by bench/paired.py.
+if want paired; then
+  section "paired: ferry and pureftpd in alternation (bench/paired.py)"
+  if [ "$QUICK" = 1 ]; then
+    echo "skipped with --quick (paired.py measures full sizes only)"
+  else
+    ferry_setup
+    if start_ferry paired; then
+      CURRENT_PEER=$PEERS/pureftpd.sh
+      if "$CURRENT_PEER" start; then
+        timeout 1800 python3 "$BENCH/paired.py" --ferry "$FERRY_PORT:$FERRY_PID" \
+          --peer "Pure-FTPd:${PORTS[pureftpd]}" --rounds 5 --data "$DATA" --out "$OUT" \
+          || echo "paired: FAILED"
+        "$CURRENT_PEER" stop
+      else
+        echo "pureftpd: start FAILED"
+      fi
+      CURRENT_PEER=
+      stop_ferry
+    fi
+    rm -rf "$FTMP"; FTMP=
+  fi
+fi
+
 # ------------------------------------------------------------------- report
 section "report"
 for f in "$OUT"/ferryd-*.log; do
@@ -295,6 +326,7 @@ EOF
   python3 "$PEERS/report.py" "$OUT/measure-merged.jsonl" > "$OUT/kit-report.md" 2>&1
 fi
 python3 "$BENCH/report.py" "$OUT" | tee "$OUT/table.md"
+[ -f "$OUT/paired.md" ] && tee -a "$OUT/table.md" < "$OUT/paired.md"
 if python3 -c 'import matplotlib' 2>/dev/null; then
   python3 "$BENCH/plot.py" "$OUT" && echo "plot: $OUT/plot.png"
 else
