@@ -651,9 +651,19 @@ impl Session {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let task = async move {
-            let reserved = AtomicU64::new(0);
+            let reserved = Arc::new(AtomicU64::new(0));
             let result = async {
                 let stall = target.stall;
+                if target.is_plain() && !ascii {
+                    let tcp = tokio::select! {
+                        s = target.connect_plain() => s?,
+                        _ = stop.cancelled() => return Err(aborted()),
+                    };
+                    let (u, r) = (usage.clone(), received.clone());
+                    return data::receive_plain(tcp, file, u, r, reserved.clone(), stall, &stop)
+                        .await
+                        .map_err(classify);
+                }
                 let mut stream = tokio::select! {
                     s = target.connect() => s?,
                     _ = stop.cancelled() => return Err(aborted()),
