@@ -301,11 +301,7 @@ impl Client {
                 }
             }
         }
-        if bar.is_none() {
-            *bar = Some(progress.file(crate::target::basename(remote), remote_size, offset));
-        } else if let Some(b) = bar.as_ref() {
-            b.rewind(offset);
-        }
+        show_bar(bar, &progress, remote, remote_size, offset);
         report.resumed_from = offset;
         if offset > 0 && remote_size == Some(offset) {
             return Ok(());
@@ -411,11 +407,7 @@ impl Client {
                 },
             }
         }
-        if bar.is_none() {
-            *bar = Some(progress.file(crate::target::basename(remote), Some(size), offset));
-        } else if let Some(b) = bar.as_ref() {
-            b.rewind(offset);
-        }
+        show_bar(bar, &progress, remote, Some(size), offset);
         report.resumed_from = offset;
         if offset > 0 && offset == size {
             return Ok(());
@@ -690,6 +682,20 @@ pub fn local_target(remote: &str, dest: Option<&Path>) -> PathBuf {
         None => PathBuf::from(name),
         Some(d) if d.is_dir() || d.to_string_lossy().ends_with('/') => d.join(name),
         Some(d) => d.to_owned(),
+    }
+}
+
+/// The file's bar at `offset`: made on the first attempt, moved back to where a retry resumes.
+fn show_bar(
+    bar: &mut Option<FileBar>,
+    progress: &Progress,
+    remote: &str,
+    total: Option<u64>,
+    offset: u64,
+) {
+    match bar {
+        Some(b) => b.rewind(offset),
+        None => *bar = Some(progress.file(crate::target::basename(remote), total, offset)),
     }
 }
 

@@ -320,8 +320,10 @@ impl Session {
             return Err(Error::ProtRequired);
         }
         let protect = self.prot_private.then(|| (self.shared.clone(), self.token));
-        let park = self.shared.park.clone();
-        let client = self.client()?;
+        // Matched directly (not through `client()`) so `self.shared` stays readable beside it.
+        let State::LoggedIn(client) = &mut self.state else {
+            return Err(Error::NotLoggedIn("Please login with USER and PASS"));
+        };
         let plan = client
             .data
             .take()
@@ -331,7 +333,7 @@ impl Session {
             // listener for the next PASV. An accept error is left to the transfer to report.
             DataPlan::Passive(listener, port) => match data::accept_queued(&listener, peer_ip) {
                 Ok(Some(stream)) => {
-                    client.parked = data::ParkedListener::park(listener, port, &park);
+                    client.parked = data::ParkedListener::park(listener, port, &self.shared.park);
                     DataConn::Ready(stream)
                 }
                 Ok(None) | Err(_) => DataConn::Passive(listener),
