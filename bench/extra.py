@@ -26,6 +26,11 @@ Measures (--measures, comma separated; run in this order):
            and over the data phase only (time_total - time_pretransfer): curl 7.88 can
            stall ~200 ms before it opens the data connection when the EPSV reply is
            already there after its send (seen with fast servers), which the first includes.
+  retr-libcurl, stor-libcurl
+           retr/stor with a current libcurl instead of the curl tool: bench/libcurl_xfer.py
+           run by --libcurl-python (a python with pycurl; bench/run.sh makes a venv), which
+           connects the data connection at once (no 200 ms stall), so its time_total rate
+           is the kit's definition without the old client's stall.
 
 --root is the user's home on local disk: the listing directory, the --retr-mib file and
 (if missing) the --big-name file (copied from --data/big.bin) are created there directly.
@@ -36,6 +41,8 @@ import argparse, errno, ftplib, ipaddress, json, multiprocessing as mp, os, re, 
 import selectors, shutil, socket, statistics, subprocess, sys, time
 
 OP_TIMEOUT = 30
+LIBCURL_XFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libcurl_xfer.py")
+CURL_W = "%{size_download} %{size_upload} %{time_pretransfer} %{time_total}"
 TICK = os.sysconf("SC_CLK_TCK")
 LIST_DIR = "bench_list10k"
 
@@ -125,11 +132,14 @@ def ftp_url(a, path):
     return f"ftp://{a.host}:{a.port}/{path}"
 
 
-def curl(args, timeout):
-    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
+def curl(args, timeout, client=None):
+    """Runs curl, or with `client` (a python with pycurl) bench/libcurl_xfer.py, which takes
+    the same -o/-T/--user/--max-time options and prints what `-w CURL_W` prints."""
+    cmd = [client, LIBCURL_XFER] if client else ["curl", "-sS", "-w", CURL_W]
+    r = subprocess.run(cmd + ["--max-time", str(timeout)] + args,
                        capture_output=True, text=True, timeout=timeout + 30)
     if r.returncode != 0:
-        raise RuntimeError(f"curl rc={r.returncode}: {r.stderr.strip()[-300:]}")
+        raise RuntimeError(f"{cmd[-1]} rc={r.returncode}: {r.stderr.strip()[-300:]}")
     return r.stdout, r.stderr
 
 
@@ -483,32 +493,33 @@ def m_connect(a):
 
 
 # ------------------------------------------------------------- curl transfers
-CURL_W = "%{size_download} %{size_upload} %{time_pretransfer} %{time_total}"
-
-
-def curl_xfer(a, args, size, what):
+def curl_xfer(a, args, size, what, client=None):
     """One curl transfer. Returns (MB/s over curl's time_total, as the kit's measure.py
     computes it; MB/s over the data phase only = time_total - time_pretransfer, which leaves
-    out login, EPSV and curl's own stalls before the data connection; time_pretransfer)."""
+    out login, EPSV and curl's own stalls before the data connection; time_pretransfer;
+    the TLS cipher or, with `client`, libcurl's version)."""
     # -v only where its output is needed (the TLS cipher): it changes curl's timing
     verbose = ["-v"] if "--ssl-reqd" in args else []
-    out, err = curl(verbose + args + ["--user", f"{a.user}:{a.password}", "-w", CURL_W], 600)
-    down, up, pre, total = out.split()
+    out, err = curl(verbose + args + ["--user", f"{a.user}:{a.password}"], 600, client)
+    lines = out.splitlines()
+    down, up, pre, total = lines[0].split()
     nb = int(down) or int(up)
     if nb != size:
         raise RuntimeError(f"{what}: {nb} bytes moved, want {size}")
     m = re.findall(r"SSL connection using (\S+) / (\S+)", err)
     cipher = " / ".join(m[-1]) if m else None
+    if client:
+        cipher = f"libcurl {lines[1]}" if len(lines) > 1 else "libcurl"
     pre, total = float(pre), float(total)
     return size / total / 1e6, size / (total - pre) / 1e6, pre, cipher
 
 
-def m_curl(a, size, what, args_fn, after=None):
+def m_curl(a, size, what, args_fn, after=None, client=None):
     tot, data, pres, cipher = [], [], [], None
     for r in range(a.warmup + a.reps):
         subprocess.run(["sync"], timeout=120)
         time.sleep(1)
-        v, vd, pre, c = curl_xfer(a, args_fn(), size, what)
+        v, vd, pre, c = curl_xfer(a, args_fn(), size, what, client)
         cipher = c or cipher
         if after:
             after()
@@ -530,11 +541,12 @@ def m_ftps(a, size):
                                                    ftp_url(a, a.big_name)])
 
 
-def m_retr(a, size):
-    return m_curl(a, size, "RETR", lambda: ["-o", "/dev/null", ftp_url(a, a.big_name)])
+def m_retr(a, size, client=None):
+    return m_curl(a, size, "RETR", lambda: ["-o", "/dev/null", ftp_url(a, a.big_name)],
+                  client=client)
 
 
-def m_stor(a, size, local):
+def m_stor(a, size, local, client=None):
     name = "bench_up_extra.bin"
 
     def dele():
@@ -543,7 +555,7 @@ def m_stor(a, size, local):
         f.quit()
         subprocess.run(["sync"], timeout=120)
     cache_file(local)
-    return m_curl(a, size, "STOR", lambda: ["-T", local, ftp_url(a, name)], dele)
+    return m_curl(a, size, "STOR", lambda: ["-T", local, ftp_url(a, name)], dele, client)
 
 
 # --------------------------------------------------------------------------- main
@@ -561,6 +573,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--cacert", default=None)
+    ap.add_argument("--libcurl-python", default=None,
+                    help="a python with pycurl, for retr-libcurl/stor-libcurl")
     ap.add_argument("--data", default="/var/tmp/ftpbench-data", help="dir with big.bin (kit's)")
     ap.add_argument("--big-name", default="bench_big.bin")
     ap.add_argument("--big-mib", type=int, default=1024)
@@ -583,7 +597,7 @@ def main():
            "host": a.host, "port": a.port, "pid": pid, "reps": a.reps,
            "loadavg_start": os.getloadavg()[0]}
     big = os.path.join(a.root, a.big_name) if a.root else None
-    if a.root and any(m in measures for m in ("hash", "ftps", "retr")):
+    if a.root and any(m in measures for m in ("hash", "ftps", "retr", "retr-libcurl")):
         ensure_file(big, size, os.path.join(a.data, "big.bin"))
     failures = {}
     for m in measures:
@@ -614,6 +628,13 @@ def main():
                 res["retr"] = m_retr(a, size)
             elif m == "stor":
                 res["stor"] = m_stor(a, size, os.path.join(a.data, "big.bin"))
+            elif m in ("retr-libcurl", "stor-libcurl"):
+                if not a.libcurl_python:
+                    raise RuntimeError(f"{m} needs --libcurl-python")
+                if m == "retr-libcurl":
+                    res[m] = m_retr(a, size, a.libcurl_python)
+                else:
+                    res[m] = m_stor(a, size, os.path.join(a.data, "big.bin"), a.libcurl_python)
             else:
                 raise RuntimeError(f"unknown measure {m}")
         except Exception as e:                                     # noqa: BLE001

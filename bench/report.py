@@ -94,16 +94,23 @@ def main():
         rv, rb, rr = ratios(vals, "hi", iperf)
         rows.append((name, "hi", vals, iperf, "iperf3", rv, rb, rr,
                      ">= 0.85x iperf3", None if rr is None else rr >= 0.85, sp))
+    name, vals, sp = extra_row("RETR 1 GiB, plain, libcurl 8 (total time), MB/s", "retr-libcurl", "MBps")
+    if any(v is not None for v in vals.values()):
+        rv, rb, rr = ratios(vals, "hi", iperf)
+        rows.append((name, "hi", vals, iperf, "iperf3", rv, rb, rr,
+                     ">= 0.85x iperf3", None if rr is None else rr >= 0.85, sp))
     # STOR
     name, better, vals, sp = kit_row("STOR 1 GiB, plain, MB/s", "b_stor_MBps", "hi")
     rv, rb, rr = ratios(vals, better)
     rows.append((name, better, vals, None, "", rv, rb, rr,
                  ">= 1.0x best peer", None if rb is None else rb >= 1.0, sp))
-    name, vals, sp = extra_row("STOR 1 GiB, plain, data phase only, MB/s", "stor", "MBps_data")
-    if any(v is not None for v in vals.values()):
-        rv, rb, rr = ratios(vals, "hi")
-        rows.append((name, "hi", vals, None, "", rv, rb, rr,
-                     ">= 1.0x best peer", None if rb is None else rb >= 1.0, sp))
+    for name, measure, key in (("STOR 1 GiB, plain, data phase only, MB/s", "stor", "MBps_data"),
+                               ("STOR 1 GiB, plain, libcurl 8 (total time), MB/s", "stor-libcurl", "MBps")):
+        name, vals, sp = extra_row(name, measure, key)
+        if any(v is not None for v in vals.values()):
+            rv, rb, rr = ratios(vals, "hi")
+            rows.append((name, "hi", vals, None, "", rv, rb, rr,
+                         ">= 1.0x best peer", None if rb is None else rb >= 1.0, sp))
     # FTPS (the vsftpd column holds vsftpd with TLS on)
     for key, name in (("MBps", "RETR 1 GiB, FTPS (PROT P), MB/s (vsftpd: TLS on)"),
                       ("MBps_data", "RETR 1 GiB, FTPS, data phase only, MB/s")):
@@ -234,15 +241,16 @@ def main():
         t = r.get("ftps")
         if t and t.get("cipher"):
             print(f"FTPS {lbl}: {t['cipher']}")
-    stalls = []
-    for lbl, r in x.items():
-        pres = [p for k in ("retr", "stor", "ftps") for p in (r.get(k) or {}).get("pretransfer_s", [])]
-        if pres:
-            slow = sum(p > 0.15 for p in pres)
-            stalls.append(f"{lbl} {slow}/{len(pres)} (max {max(pres) * 1000:.0f} ms)")
-    if stalls:
-        print("curl transfers with time_pretransfer > 150 ms (login + EPSV + curl's data-connection "
-              "stall): " + "; ".join(stalls))
+    for client, keys in (("curl 7.88", ("retr", "stor", "ftps")), ("libcurl 8", ("retr-libcurl", "stor-libcurl"))):
+        stalls = []
+        for lbl, r in x.items():
+            pres = [p for k in keys for p in (r.get(k) or {}).get("pretransfer_s", [])]
+            if pres:
+                slow = sum(p > 0.15 for p in pres)
+                stalls.append(f"{lbl} {slow}/{len(pres)} (max {max(pres) * 1000:.0f} ms)")
+        if stalls:
+            print(f"{client} transfers with time_pretransfer > 150 ms (login + EPSV + the client's "
+                  "data-connection stall): " + "; ".join(stalls))
     noise = []
     for s, n in SERVERS:
         r = m.get(s)

@@ -16,7 +16,9 @@
 #                 bench/paired.py (4 KiB files, STOR): ratios that survive the host's drift
 # Every server measured for RETR/STOR by the kit is also measured by extra.py's retr/stor,
 # which report the data-phase rate beside the kit's (see extra.py: curl can stall ~200 ms
-# before the data connection with fast servers, which the kit's figure includes).
+# before the data connection with fast servers, which the kit's figure includes), and by
+# retr-libcurl/stor-libcurl: the kit's total-time definition with a current libcurl (pycurl,
+# installed into a venv at $BENCH_VENV, default /var/tmp/ferry-bench-venv), which has no stall.
 # then prints one table (bench/report.py) and writes everything to bench/results/<date>-<time>/:
 # measure.jsonl (kit format), extra.jsonl, run.log, ferryd-*.log, machine.txt, table.md,
 # plot.png (if python3 has matplotlib).
@@ -122,6 +124,19 @@ for p in 2121 2122 2123 2124 $FERRY_PORT; do
     echo "port $p is already in use - stop that server first:"; ss -ltnpH "sport = :$p"; exit 1
   fi
 done
+# A current libcurl (pycurl's wheel bundles one) for the retr-libcurl/stor-libcurl measures:
+# curl 7.88 stalls ~200 ms before fast servers' data connections (see bench/libcurl_xfer.py).
+VENV=${BENCH_VENV:-/var/tmp/ferry-bench-venv}
+XFER=(retr stor)
+if { [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"; } \
+   && { "$VENV/bin/python" -c 'import pycurl' 2>/dev/null || "$VENV/bin/pip" install -q pycurl; } \
+   && "$VENV/bin/python" -c 'import pycurl; print("libcurl client:", pycurl.version)'; then
+  EXTRA_ARGS+=(--libcurl-python "$VENV/bin/python")
+  XFER+=(retr-libcurl stor-libcurl)
+else
+  echo "no pycurl in $VENV: the libcurl rows are skipped"
+fi
+XFERS=$(IFS=,; echo "${XFER[*]}")
 echo "building ferryd (release)"
 ( cd "$REPO" && cargo build --release -p ferry-server ) || { echo "cargo build failed"; exit 1; }
 FERRYD=${CARGO_TARGET_DIR:-$REPO/target}/release/ferryd
@@ -208,7 +223,7 @@ peer() {   # NAME: kit start script -> verify -> measure -> stop
   "$PEERS/$p.sh" start || { echo "$p: start FAILED"; CURRENT_PEER=; return; }
   if verify "${PORTS[$p]}" "$p"; then
     measure "${PORTS[$p]}" "$p"
-    extra "${PORTS[$p]}" "$p" --root "/srv/ftpbench/$p" --measures retr,stor
+    extra "${PORTS[$p]}" "$p" --root "/srv/ftpbench/$p" --measures "$XFERS"
   fi
   "$PEERS/$p.sh" stop; CURRENT_PEER=
 }
@@ -229,7 +244,7 @@ if want ferry; then
     # idle memory is only meaningful on a fresh process: start again for the extra measures
     if start_ferry extra; then
       extra $FERRY_PORT ferry --pid "$FERRY_PID" --root "$HOME_" --cacert "$D/tls/cert.pem" \
-        --measures idle10k,hash,mlsd,connect,retr,stor,ftps
+        --measures "idle10k,hash,mlsd,connect,$XFERS,ftps"
       stop_ferry
     fi
   fi
@@ -242,7 +257,7 @@ if want vsftpd; then
   CURRENT_PEER=$PEERS/vsftpd.sh
   if "$PEERS/vsftpd.sh" start; then
     verify 2121 vsftpd && measure 2121 vsftpd
-    extra 2121 vsftpd --root "$VS_ROOT" --measures list,connect,retr,stor
+    extra 2121 vsftpd --root "$VS_ROOT" --measures "list,connect,$XFERS"
     "$PEERS/vsftpd.sh" stop
   else
     echo "vsftpd: start FAILED"
