@@ -17,9 +17,7 @@
 use std::io::{self, IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferry_proto::addr::{parse_epsv_reply, parse_pasv_reply};
@@ -28,7 +26,7 @@ use ferry_proto::reply::ReplyParser;
 use ferry_proto::{Command, LineFramer, Reply};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
@@ -134,64 +132,8 @@ impl Features {
     }
 }
 
-/// A TCP stream, clear or inside TLS.
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// Briefly, while the TCP stream is inside the TLS handshake; any IO fails.
-    Detached,
-}
-
-fn detached() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "connection lost during TLS set-up",
-    )
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
+/// A TCP stream, clear or inside TLS (the enum and its IO are shared with the server).
+pub type Stream = ferry_net::MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 struct TlsSession {
     config: Arc<ClientConfig>,
@@ -355,9 +297,8 @@ impl Conn {
         let pin = opts.pin.or(trusted_now).or(remembered);
         let (config, verifier) = tls::client_config(pin)?;
         let name = tls::server_name(&target.host)?;
-        let tcp = match std::mem::replace(&mut self.stream, Stream::Detached) {
-            Stream::Plain(t) => t,
-            _ => return Err(Error::Protocol("AUTH TLS twice".into())),
+        let Some(tcp) = self.stream.take_plain() else {
+            return Err(Error::Protocol("AUTH TLS twice".into()));
         };
         let connector = TlsConnector::from(config.clone());
         let handshake = tokio::time::timeout(self.timeout, connector.connect(name.clone(), tcp));

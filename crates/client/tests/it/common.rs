@@ -22,7 +22,7 @@ impl Srv {
             self.user,
             self.pw,
             self.port,
-            pct(path)
+            pct_encode(path)
         )
     }
 
@@ -40,7 +40,7 @@ pub fn get_put_byte_exact(s: &Srv) {
     let url = s.url("");
     let out = ctx.ferry(&s.args(&["--json", "put", "up load.bin", &url]));
     out.ok();
-    assert_same("uploaded", &read(&s.root.join("up load.bin")), &data);
+    assert_bytes_eq("uploaded", &read(&s.root.join("up load.bin")), &data);
     let j = out.json();
     assert_eq!(j.len(), 1, "{out}");
     assert_eq!(j[0]["result"], "ok");
@@ -50,7 +50,7 @@ pub fn get_put_byte_exact(s: &Srv) {
     let url = s.url("up load.bin");
     let out = ctx.ferry(&s.args(&["--json", "get", &url, "down.bin"]));
     out.ok();
-    assert_same("downloaded", &read(&ctx.work().join("down.bin")), &data);
+    assert_bytes_eq("downloaded", &read(&ctx.work().join("down.bin")), &data);
     assert_eq!(
         out.json()[0]["verified_by"].as_str().map(|v| v != "none"),
         Some(true),
@@ -60,11 +60,11 @@ pub fn get_put_byte_exact(s: &Srv) {
     // Active mode, both ways.
     let out = ctx.ferry(&s.args(&["--active", "get", &url, "active.bin"]));
     out.ok();
-    assert_same("active get", &read(&ctx.work().join("active.bin")), &data);
+    assert_bytes_eq("active get", &read(&ctx.work().join("active.bin")), &data);
     let url = s.url("active-up.bin");
     ctx.ferry(&s.args(&["--active", "put", "active.bin", &url]))
         .ok();
-    assert_same("active put", &read(&s.root.join("active-up.bin")), &data);
+    assert_bytes_eq("active put", &read(&s.root.join("active-up.bin")), &data);
 
     // Several files into a directory that mkdir -p creates; an empty file too.
     fs::write(ctx.work().join("a.txt"), b"aaa").expect("write");
@@ -146,7 +146,7 @@ pub fn resume_get_after_cut(s: &Srv) {
         1,
         "the proxy should have cut one data connection:\n{out}"
     );
-    assert_same(
+    assert_bytes_eq(
         "resumed download",
         &read(&ctx.work().join("big.bin")),
         &data,
@@ -174,7 +174,7 @@ pub fn resume_put_after_cut(s: &Srv) {
         1,
         "{out}"
     );
-    assert_same("resumed upload", &read(&s.root.join("big-up.bin")), &data);
+    assert_bytes_eq("resumed upload", &read(&s.root.join("big-up.bin")), &data);
     let j = &out.json()[0];
     assert!(
         j["resumed_from"].as_u64().unwrap_or(0) > 0,
@@ -190,7 +190,7 @@ pub fn continue_partial_download(s: &Srv) {
     let url = s.url("part.bin");
     let out = ctx.ferry(&s.args(&["--json", "get", "-c", &url]));
     out.ok();
-    assert_same("continued", &read(&ctx.work().join("part.bin")), &data);
+    assert_bytes_eq("continued", &read(&ctx.work().join("part.bin")), &data);
     assert_eq!(out.json()[0]["resumed_from"], 400_000, "{out}");
     assert_eq!(out.json()[0]["bytes"], 600_000, "{out}");
 
@@ -199,7 +199,7 @@ pub fn continue_partial_download(s: &Srv) {
     let url = s.url("part-up.bin");
     let out = ctx.ferry(&s.args(&["--json", "put", "-c", "part.bin", &url]));
     out.ok();
-    assert_same(
+    assert_bytes_eq(
         "continued upload",
         &read(&s.root.join("part-up.bin")),
         &data,

@@ -86,9 +86,9 @@ fn tls_pinning() {
     std::fs::write(ctx.work().join("t.bin"), &data).expect("write");
     ctx.ferry(&["--pin", &fp, "--tls", "require", "put", "t.bin", &url])
         .ok();
-    assert_same("put over TLS", &read(&s.root.join("t.bin")), &data);
+    assert_bytes_eq("put over TLS", &read(&s.root.join("t.bin")), &data);
     // Remembered: no --pin needed any more.
     ctx.ferry(&["--tls", "require", "get", &d.url("t.bin"), "back.bin"])
         .ok();
-    assert_same("get over TLS", &read(&ctx.work().join("back.bin")), &data);
+    assert_bytes_eq("get over TLS", &read(&ctx.work().join("back.bin")), &data);
 }

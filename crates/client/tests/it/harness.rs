@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -326,7 +326,7 @@ impl Ferryd {
         format!(
             "ftp://alice:{ALICE_PW}@127.0.0.1:{}/{}",
             self.port,
-            pct(path)
+            pct_encode(path)
         )
     }
 }
@@ -374,7 +374,11 @@ impl PyFtpd {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("ftp://alice:{PY_PW}@127.0.0.1:{}/{}", self.port, pct(path))
+        format!(
+            "ftp://alice:{PY_PW}@127.0.0.1:{}/{}",
+            self.port,
+            pct_encode(path)
+        )
     }
 }
 
@@ -383,19 +387,6 @@ impl Drop for PyFtpd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Percent-encodes a path for a URL (slashes kept).
-pub fn pct(path: &str) -> String {
-    let mut out = String::new();
-    for &b in path.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A self-signed certificate for 127.0.0.1/localhost: (cert PEM path, key PEM path, SHA-256).
@@ -452,7 +443,11 @@ impl CutProxy {
     }
 
     pub fn url(&self, user: &str, pw: &str, path: &str) -> String {
-        format!("ftp://{user}:{pw}@127.0.0.1:{}/{}", self.port, pct(path))
+        format!(
+            "ftp://{user}:{pw}@127.0.0.1:{}/{}",
+            self.port,
+            pct_encode(path)
+        )
     }
 }
 
@@ -608,49 +603,10 @@ fn data_proxy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Files and trees
+// Files and trees (random data, byte comparisons, URL encoding: ferry_testkit, shared with the server)
 // ---------------------------------------------------------------------------------------------
 
-static SEED: AtomicU64 = AtomicU64::new(1);
-
-/// Pseudo-random, incompressible-looking bytes (xorshift), different per call.
-pub fn random_bytes(len: usize) -> Vec<u8> {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    let mut x = (t ^ SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-#[track_caller]
-pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{what}: got {} bytes, expected {}, first difference at {at}",
-            got.len(),
-            want.len()
-        );
-    }
-}
-
-#[track_caller]
-pub fn read(p: &Path) -> Vec<u8> {
-    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
+pub use ferry_testkit::{assert_bytes_eq, pct_encode, random_bytes, read};
 
 /// The nested non-ASCII tree used by the mirror tests.
 pub fn make_tree(root: &Path) {

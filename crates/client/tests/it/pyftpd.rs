@@ -84,7 +84,7 @@ fn continue_checks_the_existing_part_with_hash_rang() {
     fs::write(ctx.work().join("f.bin"), &bad).expect("write");
     let out = ctx.ferry(&["--json", "get", "-c", &p.url("f.bin")]);
     out.ok();
-    assert_same("restarted", &read(&ctx.work().join("f.bin")), &data);
+    assert_bytes_eq("restarted", &read(&ctx.work().join("f.bin")), &data);
     assert_eq!(out.json()[0]["resumed_from"], 0, "{out}");
     assert_eq!(out.json()[0]["verified_by"], "SHA-256 (HASH)", "{out}");
 }
@@ -169,7 +169,7 @@ fn tls_pinning() {
     fs::write(ctx.work().join("s.bin"), &data).expect("write");
     let out = ctx.ferry(&["--tls", "require", "--json", "put", "s.bin", &url]);
     out.ok();
-    assert_same("put over TLS", &read(&p.root.join("s.bin")), &data);
+    assert_bytes_eq("put over TLS", &read(&p.root.join("s.bin")), &data);
     let out = ctx.ferry(&[
         "--tls",
         "require",
@@ -179,7 +179,7 @@ fn tls_pinning() {
         "back.bin",
     ]);
     out.ok();
-    assert_same("get over TLS", &read(&ctx.work().join("back.bin")), &data);
+    assert_bytes_eq("get over TLS", &read(&ctx.work().join("back.bin")), &data);
     assert_eq!(out.json()[0]["verified_by"], "SHA-256 (HASH)", "{out}");
 
     // Another server with another certificate at an address pinned to the first one: the

@@ -159,7 +159,7 @@ fn shell_session_with_completion_and_progress() {
     t.wait_screen("the end of the slow download", |s| {
         s.contains("get big.bin -> big.bin")
     });
-    assert_same("shell download", &read(&ctx.work().join("big.bin")), &big);
+    assert_bytes_eq("shell download", &read(&ctx.work().join("big.bin")), &big);
 
     // mput with a glob: only the matching files go up.
     t.line("mput up*.txt");

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -514,19 +514,6 @@ impl Drop for TestServer {
     }
 }
 
-/// Percent-encodes everything except RFC 3986 unreserved characters and `/`.
-pub fn pct_encode(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // Raw FTP control connection
 // ---------------------------------------------------------------------------------------------
@@ -681,20 +668,10 @@ fn parse_code(line: &str) -> Option<u16> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Data helpers
+// Data helpers (random data, byte comparisons, URL encoding: ferry_testkit, shared with the client)
 // ---------------------------------------------------------------------------------------------
 
-/// Deterministic-per-call pseudo-random bytes (xorshift64*): no `rand` in dev-deps, and the
-/// content only needs to be incompressible-looking and unique per test.
-pub fn random_bytes(len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut rng = Rng::new();
-    while out.len() < len {
-        out.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use ferry_testkit::{assert_bytes_eq, pct_encode, random_bytes, read, Rng};
 
 /// Writes `len` pseudo-random bytes to `path` without holding them all in memory.
 pub fn write_random_file(path: &Path, len: u64) {
@@ -703,69 +680,12 @@ pub fn write_random_file(path: &Path, len: u64) {
     let mut left = len;
     let mut chunk = vec![0u8; 1 << 16];
     while left > 0 {
-        for w in chunk.chunks_mut(8) {
-            let v = rng.next().to_le_bytes();
-            w.copy_from_slice(&v[..w.len()]);
-        }
+        rng.fill(&mut chunk);
         let n = left.min(chunk.len() as u64) as usize;
         f.write_all(&chunk[..n]).expect("write random file");
         left -= n as u64;
     }
     f.flush().expect("flush random file");
-}
-
-struct Rng(u64);
-
-static SEED_SEQ: AtomicU64 = AtomicU64::new(1);
-
-impl Rng {
-    fn new() -> Rng {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let s = t ^ SEED_SEQ
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .rotate_left(17);
-        Rng(s | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// Asserts byte equality with a short message (never dumps megabytes into the panic).
-#[track_caller]
-pub fn assert_bytes_eq(what: &str, got: &[u8], expected: &[u8]) {
-    if got == expected {
-        return;
-    }
-    let first_diff = got
-        .iter()
-        .zip(expected)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(expected.len()));
-    panic!(
-        "{what}: content differs: got {} bytes, expected {} bytes, first difference at offset {}",
-        got.len(),
-        expected.len(),
-        first_diff
-    );
-}
-
-/// Reads `path`, panicking with the path on error.
-#[track_caller]
-pub fn read(path: &Path) -> Vec<u8> {
-    match fs::read(path) {
-        Ok(b) => b,
-        Err(e) => panic!("reading {}: {e}", path.display()),
-    }
 }
 
 /// Streams two files and asserts they are byte-identical.
