@@ -381,14 +381,20 @@ def ensure_list_dir(root, n):
     d = os.path.join(root, LIST_DIR)
     os.makedirs(d, exist_ok=True)
     have = set(os.listdir(d))
+    made = 0
     for i in range(n):
         name = f"entry_{i:05d}.dat"
         if name not in have:
             with open(os.path.join(d, name), "wb") as fh:
                 fh.write(b"x" * (i % 997))
+            made += 1
     extra = sorted(have - {f"entry_{i:05d}.dat" for i in range(n)})
     for name in extra:
         os.remove(os.path.join(d, name))
+    if made or extra:
+        # A directory made just now must not be written back while it is listed: a peer's
+        # directory made in an earlier run would not be.
+        os.sync()
 
 
 def one_listing(f, verb):
