@@ -420,7 +420,9 @@ pub async fn hash_line(conn: &mut Conn, path: &str) -> Result<String> {
 
 /// The text of `SITE QUOTA`.
 pub async fn quota(conn: &mut Conn) -> Result<String> {
-    let r = conn.cmd("SITE QUOTA").await?;
+    let r = conn
+        .cmd(&ferry_proto::Command::Site("QUOTA".into()))
+        .await?;
     match r.code {
         200..=299 => Ok(r.lines.join("\n")),
         500 | 501 | 502 | 504 => Err(Error::Unsupported(format!(
@@ -439,7 +441,7 @@ pub async fn is_remote_dir(conn: &mut Conn, path: &str) -> Result<bool> {
     }
     if conn.features.has("MLST") {
         let r = conn
-            .cmd(&ferry_proto::Command::Mlst(Some(path.to_owned())).to_string())
+            .cmd(&ferry_proto::Command::Mlst(Some(path.to_owned())))
             .await?;
         if r.code != 250 {
             return Ok(false);

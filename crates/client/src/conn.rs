@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::addr::{parse_epsv_reply, parse_pasv_reply};
-use ferry_proto::command::{DataType, Secret};
+use ferry_proto::command::{DataType, EpsvArg, Secret};
 use ferry_proto::reply::ReplyParser;
 use ferry_proto::{Command, LineFramer, Reply};
 use rustls::pki_types::ServerName;
@@ -238,14 +238,14 @@ impl Conn {
             }
             _ => return Err(Error::server("greeting", greeting)),
         }
-        let feat = c.cmd("FEAT").await?;
+        let feat = c.cmd(&Command::Feat).await?;
         if feat.code == 211 {
             c.features = Features::parse(&feat);
         }
         let require = opts.tls == TlsMode::Require || target.require_tls;
         let want = require || (opts.tls == TlsMode::Auto && c.features.auth_tls());
         if want {
-            let r = c.cmd("AUTH TLS").await?;
+            let r = c.cmd(&Command::Auth("TLS".into())).await?;
             if r.code == 234 {
                 c.start_tls(target, opts, known, trusted_now).await?;
             } else if require {
@@ -265,8 +265,8 @@ impl Conn {
         }
         c.login(creds).await?;
         if c.tls.is_some() {
-            let pbsz = c.cmd("PBSZ 0").await?;
-            let prot = c.cmd("PROT P").await?;
+            let pbsz = c.cmd(&Command::Pbsz(0)).await?;
+            let prot = c.cmd(&Command::Prot('P')).await?;
             if pbsz.is_success() && prot.is_success() {
                 c.prot_p = true;
             } else if require {
@@ -278,10 +278,9 @@ impl Conn {
             }
         }
         if c.features.has("UTF8") {
-            let _ = c.cmd("OPTS UTF8 ON").await?;
+            let _ = c.cmd(&Command::Opts("UTF8 ON".into())).await?;
         }
-        c.ok(&Command::Type(DataType::Image).to_string(), "TYPE I")
-            .await?;
+        c.ok(&Command::Type(DataType::Image), "TYPE I").await?;
         Ok(c)
     }
 
@@ -351,13 +350,11 @@ impl Conn {
     }
 
     async fn login(&mut self, creds: &Credentials) -> Result<()> {
-        let r = self
-            .cmd(&Command::User(creds.user.clone()).to_string())
-            .await?;
+        let r = self.cmd(&Command::User(creds.user.clone())).await?;
         let r = match r.code {
             230 => r,
             331 | 332 => {
-                let pass = Command::Pass(Secret(creds.password.0.clone())).to_string();
+                let pass = Command::Pass(Secret(creds.password.0.clone()));
                 self.cmd(&pass).await?
             }
             _ => return Err(Error::Login(format!("{} {}", r.code, r.text()))),
@@ -467,14 +464,14 @@ impl Conn {
     }
 
     /// Sends one command line and returns its reply, whatever the code.
-    pub async fn cmd(&mut self, line: &str) -> Result<Reply> {
-        self.send(line).await?;
+    pub async fn cmd(&mut self, command: &Command) -> Result<Reply> {
+        self.send(&command.to_string()).await?;
         self.read_reply().await
     }
 
     /// Sends one command line; a non-2xx reply is an error naming `what`.
-    pub async fn ok(&mut self, line: &str, what: &str) -> Result<Reply> {
-        let r = self.cmd(line).await?;
+    pub async fn ok(&mut self, command: &Command, what: &str) -> Result<Reply> {
+        let r = self.cmd(command).await?;
         if r.is_success() {
             Ok(r)
         } else {
@@ -483,67 +480,48 @@ impl Conn {
     }
 
     pub async fn pwd(&mut self) -> Result<String> {
-        let r = self.ok(&Command::Pwd.to_string(), "PWD").await?;
+        let r = self.ok(&Command::Pwd, "PWD").await?;
         parse_257(&r.text())
             .ok_or_else(|| Error::Protocol(format!("unparsable PWD reply: {}", r.text())))
     }
 
     pub async fn cwd(&mut self, path: &str) -> Result<()> {
-        self.ok(
-            &Command::Cwd(path.to_owned()).to_string(),
-            &format!("cd {path}"),
-        )
-        .await
-        .map(drop)
+        self.ok(&Command::Cwd(path.to_owned()), &format!("cd {path}"))
+            .await
+            .map(drop)
     }
 
     pub async fn mkd(&mut self, path: &str) -> Result<()> {
-        self.ok(
-            &Command::Mkd(path.to_owned()).to_string(),
-            &format!("mkdir {path}"),
-        )
-        .await
-        .map(drop)
+        self.ok(&Command::Mkd(path.to_owned()), &format!("mkdir {path}"))
+            .await
+            .map(drop)
     }
 
     pub async fn rmd(&mut self, path: &str) -> Result<()> {
-        self.ok(
-            &Command::Rmd(path.to_owned()).to_string(),
-            &format!("rmdir {path}"),
-        )
-        .await
-        .map(drop)
+        self.ok(&Command::Rmd(path.to_owned()), &format!("rmdir {path}"))
+            .await
+            .map(drop)
     }
 
     pub async fn dele(&mut self, path: &str) -> Result<()> {
-        self.ok(
-            &Command::Dele(path.to_owned()).to_string(),
-            &format!("rm {path}"),
-        )
-        .await
-        .map(drop)
+        self.ok(&Command::Dele(path.to_owned()), &format!("rm {path}"))
+            .await
+            .map(drop)
     }
 
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<()> {
-        let r = self
-            .cmd(&Command::Rnfr(from.to_owned()).to_string())
-            .await?;
+        let r = self.cmd(&Command::Rnfr(from.to_owned())).await?;
         if r.code != 350 {
             return Err(Error::server(format!("mv {from}"), r));
         }
-        self.ok(
-            &Command::Rnto(to.to_owned()).to_string(),
-            &format!("mv {from} {to}"),
-        )
-        .await
-        .map(drop)
+        self.ok(&Command::Rnto(to.to_owned()), &format!("mv {from} {to}"))
+            .await
+            .map(drop)
     }
 
     /// SIZE (RFC 3659 §4): `Ok(None)` when the server does not implement it.
     pub async fn size(&mut self, path: &str) -> Result<Option<u64>> {
-        let r = self
-            .cmd(&Command::Size(path.to_owned()).to_string())
-            .await?;
+        let r = self.cmd(&Command::Size(path.to_owned())).await?;
         match r.code {
             213 => r
                 .text()
@@ -558,9 +536,7 @@ impl Conn {
 
     /// MDTM (RFC 3659 §3) as unix seconds; `None` when unsupported or unparsable.
     pub async fn mdtm(&mut self, path: &str) -> Result<Option<i64>> {
-        let r = self
-            .cmd(&Command::Mdtm(path.to_owned()).to_string())
-            .await?;
+        let r = self.cmd(&Command::Mdtm(path.to_owned())).await?;
         Ok(match r.code {
             213 => ferry_proto::listing::parse_mdtm(r.text().trim()),
             _ => None,
@@ -583,7 +559,11 @@ impl Conn {
     /// Opens a data connection for `command` (RETR, STOR, APPE, LIST, MLSD...), after `REST
     /// offset` when given. Returns `None` when the server answered 2xx without opening one
     /// (some servers do so for an empty listing).
-    pub async fn open_data(&mut self, command: &str, rest: Option<u64>) -> Result<Option<Stream>> {
+    pub async fn open_data(
+        &mut self,
+        command: &Command,
+        rest: Option<u64>,
+    ) -> Result<Option<Stream>> {
         enum Pending {
             Connected(TcpStream),
             Listening(TcpListener),
@@ -595,7 +575,7 @@ impl Conn {
             Pending::Connected(self.connect_data(addr).await?)
         };
         if let Some(offset) = rest {
-            let r = self.cmd(&Command::Rest(offset).to_string()).await?;
+            let r = self.cmd(&Command::Rest(offset)).await?;
             if r.code != 350 {
                 return Err(Error::server(format!("REST {offset}"), r));
             }
@@ -605,12 +585,7 @@ impl Conn {
             return Ok(None);
         }
         if !r.is_preliminary() {
-            let verb = command.split(' ').next().unwrap_or(command);
-            let what = match command.split_once(' ') {
-                Some((_, arg)) => format!("{verb} {arg}"),
-                None => verb.to_owned(),
-            };
-            return Err(Error::server(what, r));
+            return Err(Error::server(command.to_string(), r));
         }
         let tcp = match pending {
             Pending::Connected(t) => t,
@@ -664,7 +639,7 @@ impl Conn {
 
     async fn passive_addr(&mut self) -> Result<SocketAddr> {
         if self.epsv {
-            let r = self.cmd("EPSV").await?;
+            let r = self.cmd(&Command::Epsv(EpsvArg::Any)).await?;
             if r.code == 229 {
                 let port = parse_epsv_reply(&r.text()).ok_or_else(|| {
                     Error::Protocol(format!("unparsable EPSV reply: {}", r.text()))
@@ -676,7 +651,7 @@ impl Conn {
             }
             self.epsv = false;
         }
-        let r = self.cmd("PASV").await?;
+        let r = self.cmd(&Command::Pasv).await?;
         if r.code != 227 {
             return Err(Error::server("PASV", r));
         }
@@ -713,7 +688,7 @@ impl Conn {
             .local_addr()
             .map_err(|e| net("listening for the data connection", e))?;
         if self.eprt {
-            let r = self.cmd(&Command::Eprt(addr).to_string()).await?;
+            let r = self.cmd(&Command::Eprt(addr)).await?;
             if r.is_success() {
                 return Ok(listener);
             }
@@ -727,7 +702,7 @@ impl Conn {
                 "active mode over IPv6 needs EPRT, which the server refused".into(),
             ));
         }
-        self.ok(&Command::Port(addr).to_string(), "PORT").await?;
+        self.ok(&Command::Port(addr), "PORT").await?;
         Ok(listener)
     }
 
@@ -737,9 +712,9 @@ impl Conn {
         let arg = (!path.is_empty()).then(|| path.to_owned());
         let mlsd = self.features.has("MLST");
         let command = if mlsd {
-            Command::Mlsd(arg).to_string()
+            Command::Mlsd(arg)
         } else {
-            Command::List(arg).to_string()
+            Command::List(arg)
         };
         let what = if path.is_empty() { "." } else { path };
         let data = self.read_data(&command, &format!("listing {what}")).await?;
@@ -761,7 +736,7 @@ impl Conn {
     }
 
     /// Runs a command whose data connection delivers a small payload (listings).
-    pub async fn read_data(&mut self, command: &str, what: &str) -> Result<Vec<u8>> {
+    pub async fn read_data(&mut self, command: &Command, what: &str) -> Result<Vec<u8>> {
         let Some(mut stream) = self.open_data(command, None).await? else {
             return Ok(Vec::new());
         };

@@ -15,6 +15,9 @@ use std::path::Path;
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 
+use ferry_proto::command::HashAlgo;
+use ferry_proto::Command;
+
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 
@@ -160,7 +163,9 @@ async fn select_hash_algo(conn: &mut Conn, algo: Algo) -> Result<bool> {
     if current.as_deref() == Some(algo.hash_name()) {
         return Ok(true);
     }
-    let r = conn.cmd(&format!("OPTS HASH {}", algo.hash_name())).await?;
+    let r = conn
+        .cmd(&Command::Opts(format!("HASH {}", algo.hash_name())))
+        .await?;
     if r.is_success() {
         conn.hash_algo = Some(algo.hash_name().to_owned());
         Ok(true)
@@ -188,17 +193,15 @@ pub async fn remote_digest(
         // for HASH without advertising `RANG STREAM`, which would also promise ranged RETR.
         if select_hash_algo(conn, algo).await? {
             if let Some(len) = prefix {
-                let r = conn
-                    .cmd(&format!("RANG 0 {}", len.saturating_sub(1)))
-                    .await?;
+                let r = conn.cmd(&Command::Rang(0, len.saturating_sub(1))).await?;
                 if r.code != 350 {
                     return Ok(None);
                 }
             }
-            let r = conn.cmd(&format!("HASH {path}")).await?;
+            let r = conn.cmd(&Command::Hash(path.to_owned())).await?;
             if prefix.is_some() {
                 // Reset the range so later commands see whole files (draft: "RANG 1 0").
-                let _ = conn.cmd("RANG 1 0").await?;
+                let _ = conn.cmd(&Command::Rang(1, 0)).await?;
             }
             if r.code == 213 {
                 // `213 SHA-256 0-49 <hex> <path>`
@@ -238,15 +241,21 @@ pub async fn remote_digest(
     if prefix.is_some() {
         return Ok(None);
     }
-    for (command, algo) in [
-        ("XSHA256", Algo::Sha256),
-        ("XMD5", Algo::Md5),
-        ("XCRC", Algo::Crc32),
+    for (wire, algo) in [
+        (HashAlgo::Sha256, Algo::Sha256),
+        (HashAlgo::Md5, Algo::Md5),
+        (HashAlgo::Crc32, Algo::Crc32),
     ] {
+        let x = Command::XHash {
+            algo: wire,
+            path: path.to_owned(),
+            range: None,
+        };
+        let command = x.verb();
         if !conn.features.has(command) {
             continue;
         }
-        let r = conn.cmd(&format!("{command} {path}")).await?;
+        let r = conn.cmd(&x).await?;
         if r.is_success() {
             if let Some(hex) = find_hex(&r.text(), algo) {
                 return Ok(Some(RemoteDigest { algo, hex, command }));

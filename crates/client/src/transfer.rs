@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
+use ferry_proto::command::DataType;
 use ferry_proto::Command;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -487,12 +488,12 @@ async fn download(
     topts: &TransferOptions,
 ) -> Result<u64> {
     if topts.ascii {
-        conn.ok("TYPE A", "TYPE A").await?;
+        conn.ok(&Command::Type(DataType::Ascii), "TYPE A").await?;
     }
     let mut file = open_for_download(local, offset).await?;
     let rest = (offset > 0).then_some(offset);
     let opened = conn
-        .open_data(&Command::Retr(remote.to_owned()).to_string(), rest)
+        .open_data(&Command::Retr(remote.to_owned()), rest)
         .await;
     let stream = match opened {
         Err(Error::Server { what, reply }) if what.starts_with("REST") && rest.is_some() => {
@@ -556,7 +557,7 @@ async fn download(
     }
     conn.finish_data(&format!("RETR {remote}")).await?;
     if topts.ascii {
-        conn.ok("TYPE I", "TYPE I").await?;
+        conn.ok(&Command::Type(DataType::Image), "TYPE I").await?;
     }
     Ok(moved)
 }
@@ -596,7 +597,7 @@ async fn upload(
     topts: &TransferOptions,
 ) -> Result<u64> {
     if topts.ascii {
-        conn.ok("TYPE A", "TYPE A").await?;
+        conn.ok(&Command::Type(DataType::Ascii), "TYPE A").await?;
     }
     let mut file = tokio::fs::File::open(local)
         .await
@@ -612,7 +613,7 @@ async fn upload(
         Command::Stor(remote.to_owned())
     };
     let what = format!("{} {remote}", command.verb());
-    let Some(mut stream) = conn.open_data(&command.to_string(), None).await? else {
+    let Some(mut stream) = conn.open_data(&command, None).await? else {
         return Err(Error::Protocol(format!(
             "{what}: the server finished before receiving any data"
         )));
@@ -659,7 +660,7 @@ async fn upload(
     drop(stream);
     conn.finish_data(&what).await?;
     if topts.ascii {
-        conn.ok("TYPE I", "TYPE I").await?;
+        conn.ok(&Command::Type(DataType::Image), "TYPE I").await?;
     }
     Ok(moved)
 }
