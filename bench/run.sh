@@ -13,7 +13,8 @@
 #   vsftpd-tls    bench/vsftpd-tls.sh (vsftpd + explicit FTPS): FTPS RETR
 #   pureftpd proftpd pyftpdlib   kit's start script: verify + measure
 #   paired        a fresh ferryd and Pure-FTPd up at once, measured in alternation by
-#                 bench/paired.py (4 KiB files, STOR): ratios that survive the host's drift
+#                 bench/paired.py (4 KiB files, STOR; RETR in alternation with iperf3):
+#                 ratios that survive the host's drift
 # Every server measured for RETR/STOR by the kit is also measured by extra.py's retr/stor,
 # which report the data-phase rate beside the kit's (see extra.py: curl can stall ~200 ms
 # before the data connection with fast servers, which the kit's figure includes), and by
