@@ -194,18 +194,7 @@ impl Vfs {
     pub fn list(&self, path: &VirtualPath) -> io::Result<Vec<Entry>> {
         let rel = path.to_relative();
         let dir = self.root.open_dir(rel)?;
-        let mut names = Vec::new();
-        for item in dir.entries()? {
-            let name = item?.file_name().to_string_lossy().into_owned();
-            // Overwrites in progress are the server's business until they complete.
-            if is_part_name(&name) {
-                continue;
-            }
-            names.push(name);
-            if names.len() >= MAX_LIST_ENTRIES {
-                break;
-            }
-        }
+        let mut names = read_names(&dir)?;
         let stat_all = |names: &mut [String]| -> io::Result<Vec<Entry>> {
             names
                 .iter_mut()
@@ -233,6 +222,13 @@ impl Vfs {
         };
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// The names in a directory, sorted, without their facts (NLST): no stat per entry.
+    pub fn list_names(&self, path: &VirtualPath) -> io::Result<Vec<String>> {
+        let mut names = read_names(&self.root.open_dir(path.to_relative())?)?;
+        names.sort_unstable();
+        Ok(names)
     }
 
     /// One listing entry: the name's own facts, or its target's for a symlink that resolves
@@ -537,6 +533,23 @@ fn invalid(e: ferry_proto::PathError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidFilename, e)
 }
 
+/// A directory's names, up to [`MAX_LIST_ENTRIES`], without upload part files (overwrites in
+/// progress are the server's business until they complete).
+fn read_names(dir: &Dir) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for item in dir.entries()? {
+        let name = item?.file_name().to_string_lossy().into_owned();
+        if is_part_name(&name) {
+            continue;
+        }
+        names.push(name);
+        if names.len() >= MAX_LIST_ENTRIES {
+            break;
+        }
+    }
+    Ok(names)
+}
+
 fn entry(name: String, meta: &Metadata) -> Entry {
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
@@ -599,6 +612,12 @@ mod tests {
         );
         assert_eq!(find("link-out").kind, EntryKind::Symlink);
         assert_eq!(LISTING_HELPERS_BUSY.load(Ordering::Acquire), 0);
+        let names: Vec<String> = list.into_iter().map(|e| e.name).collect();
+        assert_eq!(
+            vfs.list_names(&vp("big")).expect("names"),
+            names,
+            "NLST's names"
+        );
     }
 
     #[test]

@@ -744,6 +744,20 @@ impl Session {
         let result = vfs
             .run(move |v| {
                 let top = v.stat(&path)?;
+                let mut out = String::new();
+                if kind == ListKind::Nlst {
+                    // Names only: a directory's are read without a stat each.
+                    let names = if top.kind == EntryKind::Dir {
+                        v.list_names(&path)?
+                    } else {
+                        vec![top.name]
+                    };
+                    for name in names {
+                        out.push_str(&name);
+                        out.push_str("\r\n");
+                    }
+                    return Ok(Ok(out));
+                }
                 let entries = if top.kind == EntryKind::Dir {
                     v.list(&path)?
                 } else if kind == ListKind::Mlsd {
@@ -753,18 +767,12 @@ impl Session {
                 } else {
                     vec![top]
                 };
-                let mut out = String::new();
                 for e in &entries {
-                    match kind {
-                        ListKind::List => listing::list_line(e, now, &mut out),
-                        ListKind::Nlst => {
-                            out.push_str(&e.name);
-                            out.push_str("\r\n");
-                        }
-                        ListKind::Mlsd => {
-                            listing::mlsx_facts_selected(e, facts, &mut out);
-                            out.push_str("\r\n");
-                        }
+                    if kind == ListKind::Mlsd {
+                        listing::mlsx_facts_selected(e, facts, &mut out);
+                        out.push_str("\r\n");
+                    } else {
+                        listing::list_line(e, now, &mut out);
                     }
                 }
                 Ok(Ok(out))
