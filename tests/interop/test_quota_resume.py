@@ -326,6 +326,50 @@ def test_rest_stor_resumes_an_interrupted_overwrite(ferry_server):
     assert sorted(os.listdir(ferry_server.home())) == ["v.bin"]
 
 
+def interrupt_overwrite(ftp, name, data):
+    """Starts overwriting `name` and kills the data connection: the server keeps a part file."""
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd(f"STOR {name}")
+    conn.sendall(data)
+    time.sleep(0.5)  # let the server write what it received
+    reset_close(conn)
+    with pytest.raises(ftplib.Error):
+        ftp.voidresp()
+
+
+def test_rename_drops_the_unfinished_overwrites_of_both_names(start_server):
+    srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
+    home = srv.home()
+    ftp = srv.connect("alice")
+    upload(ftp, "a.bin", b"old a" * 1000)
+    upload(ftp, "b.bin", b"old b" * 1000)
+    interrupt_overwrite(ftp, "a.bin", os.urandom(1024 * 1024))
+    interrupt_overwrite(ftp, "b.bin", os.urandom(512 * 1024))
+    assert len(os.listdir(home)) == 4, sorted(os.listdir(home))  # two files, two parts
+    ftp.rename("a.bin", "b.bin")
+    # b.bin is a.bin's old content; neither unfinished overwrite is left to be resumed into
+    # another file of the same name, and the quota counts what is on the disk.
+    assert sorted(os.listdir(home)) == ["b.bin"]
+    assert (home / "b.bin").read_bytes() == b"old a" * 1000
+    assert quota_used_bytes(ftp) == disk_usage(home)[0], ftp.sendcmd("SITE QUOTA")
+    # A new a.bin resumed from an offset starts from its own bytes, not a stale part's.
+    upload(ftp, "a.bin", b"x" * 100)
+    ftp.storbinary("STOR a.bin", io.BytesIO(b"y" * 50), rest=100)
+    assert (home / "a.bin").read_bytes() == b"x" * 100 + b"y" * 50
+
+
+def test_new_upload_clears_a_stale_part_of_its_name(start_server):
+    srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
+    home = srv.home()
+    (home / "n.bin").write_bytes(b"old" * 1000)
+    ftp = srv.connect("alice")
+    interrupt_overwrite(ftp, "n.bin", os.urandom(256 * 1024))
+    (home / "n.bin").unlink()  # removed outside the server: its part is left behind
+    upload(ftp, "n.bin", b"fresh")
+    assert sorted(os.listdir(home)) == ["n.bin"]
+    assert (home / "n.bin").read_bytes() == b"fresh"
+
+
 # --- a full disk ----------------------------------------------------------------------------
 
 @pytest.fixture

@@ -397,7 +397,9 @@ impl Vfs {
             }
             (UploadMode::Stor { rest: 0 }, None) => {
                 let file = self.open_write(target, WriteMode::Truncate)?;
-                Ok(direct(file, 0, 0, true))
+                // A part left by an overwrite of a file since removed outside the server.
+                let stale = self.drop_part(target);
+                Ok(direct(file, 0, stale, true))
             }
             (UploadMode::Stor { rest }, old) => {
                 let part = Vfs::part_path(target)?;
@@ -473,18 +475,23 @@ impl Vfs {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
         }
         self.root.remove_file(path.to_relative())?;
-        let mut freed = Freed {
-            bytes: if meta.is_file() { meta.len() } else { 0 },
+        Ok(Freed {
+            bytes: if meta.is_file() { meta.len() } else { 0 } + self.drop_part(path),
             file: meta.is_file(),
+        })
+    }
+
+    /// Removes the unfinished overwrite of `path`, if there is one; returns its bytes. Called
+    /// when `path` is deleted or replaced or renamed away: the part's content was meant for a
+    /// file that is gone, and a later resume of another file by that name must not continue it.
+    fn drop_part(&self, path: &VirtualPath) -> u64 {
+        let Ok(part) = Vfs::part_path(path) else {
+            return 0;
         };
-        if let Ok(part) = Vfs::part_path(path) {
-            if let Ok(Some(size)) = self.regular_size(&part) {
-                if self.root.remove_file(part.to_relative()).is_ok() {
-                    freed.bytes += size;
-                }
-            }
+        match self.regular_size(&part) {
+            Ok(Some(size)) if self.root.remove_file(part.to_relative()).is_ok() => size,
+            _ => 0,
         }
-        Ok(freed)
     }
 
     /// Checks that a path exists (for RNFR) without following a final symlink.
@@ -492,7 +499,8 @@ impl Vfs {
         self.root.symlink_metadata(path.to_relative()).map(|_| ())
     }
 
-    /// Renames; returns what a replaced file at `to` freed.
+    /// Renames; returns what a replaced file at `to` freed, and the unfinished overwrites of
+    /// both names, which are dropped (see [`Vfs::drop_part`]).
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> io::Result<Freed> {
         if from.is_root() || to.is_root() {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
@@ -513,7 +521,15 @@ impl Vfs {
         };
         self.root
             .rename(from.to_relative(), &self.root, to.to_relative())?;
-        Ok(replaced)
+        let parts = if src.is_file() {
+            self.drop_part(from) + self.drop_part(to)
+        } else {
+            0
+        };
+        Ok(Freed {
+            bytes: replaced.bytes + parts,
+            ..replaced
+        })
     }
 }
 
