@@ -86,6 +86,16 @@ enum Job<'a> {
     },
 }
 
+impl Job<'_> {
+    /// Whether a failed attempt may be repeated (see [`is_regular_dest`]).
+    fn can_retry(&self) -> bool {
+        match self {
+            Job::Get { local, .. } => is_regular_dest(local),
+            Job::Put { .. } => true,
+        }
+    }
+}
+
 impl Client {
     /// Connects now, so that login and certificate problems show up before anything else.
     pub async fn connect(
@@ -190,8 +200,38 @@ impl Client {
     ) -> Result<()> {
         self.with_retries(Job::Get { remote, local }, report)
             .await?;
+        if !is_regular_dest(local) {
+            report.size = report.bytes;
+            return self.verify_count(remote, local, report).await;
+        }
         report.size = file_len(local)?;
         self.verify_into(remote, local, report).await
+    }
+
+    /// Verification for a destination that cannot be read back (`/dev/null`, a pipe): the
+    /// count of bytes written into it against the server's SIZE.
+    async fn verify_count(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        report: &mut FileReport,
+    ) -> Result<()> {
+        if !self.topts.verify || self.topts.ascii {
+            return Ok(());
+        }
+        let size = self.conn().await?.size(remote).await;
+        report.verified_by = Some(match self.check(size)? {
+            Some(n) if n == report.bytes => "SIZE (bytes written; DEST cannot be read back)".into(),
+            Some(n) => {
+                return Err(Error::Verify(format!(
+                    "{remote}: SIZE differs: server {n} bytes, {} bytes written to {}",
+                    report.bytes,
+                    local.display()
+                )))
+            }
+            None => "none".into(),
+        });
+        Ok(())
     }
 
     /// Runs attempts of `job` until one succeeds: errors that can be retried are, up to the
@@ -217,11 +257,15 @@ impl Client {
             };
             match result {
                 Ok(()) => break,
-                Err(e) if e.is_retryable() && attempt < self.topts.retries => {
+                Err(e) if e.is_retryable() && attempt < self.topts.retries && job.can_retry() => {
                     attempt += 1;
                     self.pause_before_retry(&e, attempt).await;
                 }
                 Err(e) => {
+                    if e.is_retryable() && !job.can_retry() {
+                        self.progress
+                            .note("not retried: the destination is not a regular file");
+                    }
                     self.drop_conn();
                     return Err(e);
                 }
@@ -319,8 +363,13 @@ impl Client {
             }
             other => other,
         };
-        report.bytes += moved?;
-        let got = file_len(local)?;
+        let moved = moved?;
+        report.bytes += moved;
+        let got = if is_regular_dest(local) {
+            file_len(local)?
+        } else {
+            offset + moved
+        };
         if let Some(expected) = remote_size.filter(|_| !topts.ascii) {
             if got < expected {
                 return Err(Error::Network(format!(
@@ -427,6 +476,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Whether a download's destination is (or will be created as) a regular file. A device or a
+/// pipe (`/dev/null`, a FIFO) cannot be measured, read back or resumed: its bytes are counted
+/// as they go, and a failed transfer is not retried (a retry would write the start again).
+fn is_regular_dest(local: &Path) -> bool {
+    std::fs::metadata(local).map_or(true, |m| m.is_file())
 }
 
 fn file_len(p: &Path) -> Result<u64> {

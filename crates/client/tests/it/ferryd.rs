@@ -2,6 +2,7 @@
 
 use crate::common::{self, Srv};
 use crate::harness::*;
+use std::time::Duration;
 
 fn srv(d: &Ferryd) -> Srv {
     std::fs::create_dir_all(d.home()).expect("home");
@@ -91,4 +92,39 @@ fn tls_pinning() {
     ctx.ferry(&["--tls", "require", "get", &d.url("t.bin"), "back.bin"])
         .ok();
     assert_bytes_eq("get over TLS", &read(&ctx.work().join("back.bin")), &data);
+}
+
+/// A download into a pipe (what `/dev/null` and a shell's `>(sha256sum)` are): the bytes
+/// arrive once and in order, and verification counts them against SIZE instead of reading
+/// the pipe back (which would hang) or measuring it (a pipe's length is 0).
+#[test]
+fn get_into_a_pipe() {
+    let d = Ferryd::start();
+    let s = srv(&d);
+    let ctx = Ctx::new();
+    let data = random_bytes(3_000_000);
+    std::fs::write(s.root.join("p.bin"), &data).expect("write");
+    let fifo = ctx.work().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo))
+    };
+    let url = s.url("p.bin");
+    let out = ctx.ferry(&s.args(&["--json", "get", &url, "fifo"]));
+    // Had ferry never opened the pipe, the reader would wait for a writer forever.
+    if !wait_for(Duration::from_secs(10), || reader.is_finished()) {
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    }
+    let got = reader.join().expect("reader").expect("read fifo");
+    out.ok();
+    assert_bytes_eq("read from the pipe", &got, &data);
+    let j = out.json();
+    assert_eq!(j[0]["bytes"], 3_000_000, "{out}");
+    let by = j[0]["verified_by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("SIZE"), "{out}");
 }
