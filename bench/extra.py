@@ -26,6 +26,10 @@ Measures (--measures, comma separated; run in this order):
            and over the data phase only (time_total - time_pretransfer): curl 7.88 can
            stall ~200 ms before it opens the data connection when the EPSV reply is
            already there after its send (seen with fast servers), which the first includes.
+  retr-raw plain RETR of --big-name by a raw-socket client that reads 128 KiB at a time, as
+           iperf3's receiver does: data phase (RETR sent -> 226 read) [MB/s]. curl 7.88 reads
+           16 KiB at a time and is the slower end of the kit's RETR; this shows the server's
+           own pace next to iperf3's.
   retr-libcurl, stor-libcurl
            retr/stor with a current libcurl instead of the curl tool: bench/libcurl_xfer.py
            run by --libcurl-python (a python with pycurl; bench/run.sh makes a venv), which
@@ -564,6 +568,81 @@ def m_stor(a, size, local, client=None):
     return m_curl(a, size, "STOR", lambda: ["-T", local, ftp_url(a, name)], dele, client)
 
 
+# ------------------------------------------------------------- raw-socket RETR
+RAW_READ = 128 << 10   # iperf3's default read size
+
+
+class Control:
+    """A bare control connection: one command, one complete reply."""
+    def __init__(self, a):
+        self.sock = socket.create_connection((a.host, a.port), timeout=OP_TIMEOUT)
+        self.buf = b""
+        self.expect(b"220")
+        self.cmd(f"USER {a.user}", b"331")
+        self.cmd(f"PASS {a.password}", b"230")
+        self.cmd("TYPE I", b"200")
+
+    def reply(self):
+        while (got := reply_complete(self.buf)) is None:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("control connection closed")
+            self.buf += chunk
+        code, text, self.buf = got
+        return code, text
+
+    def expect(self, code):
+        got, text = self.reply()
+        if got != code:
+            raise RuntimeError(f"expected {code.decode()}: {text!r}")
+        return text
+
+    def cmd(self, line, code):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.expect(code)
+
+    def passive(self):
+        text = self.cmd("EPSV", b"229")
+        port = int(re.search(rb"\|\|\|(\d+)\|", text).group(1))
+        return socket.create_connection((self.sock.getpeername()[0], port), timeout=OP_TIMEOUT)
+
+
+def raw_retr(a, size):
+    """One RETR read RAW_READ bytes at a time: (MB/s from RETR sent to 226 read, this
+    process's CPU seconds per GiB received)."""
+    c = Control(a)
+    data = c.passive()
+    buf = memoryview(bytearray(RAW_READ))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    c.sock.sendall(f"RETR {a.big_name}\r\n".encode())
+    c.expect(b"150")
+    n = 0
+    while k := data.recv_into(buf):
+        n += k
+    data.close()
+    c.expect(b"226")
+    secs, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    c.sock.close()
+    if n != size:
+        raise RuntimeError(f"raw RETR: {n} bytes, want {size}")
+    return size / secs / 1e6, cpu / (size / (1 << 30))
+
+
+def m_retr_raw(a, size):
+    rates, cpus = [], []
+    for r in range(a.warmup + a.reps):
+        subprocess.run(["sync"], timeout=120)
+        time.sleep(1)
+        v, cpu = raw_retr(a, size)
+        tag = "warm-up (discarded)" if r < a.warmup else f"rep {r - a.warmup + 1}/{a.reps}"
+        log(f"  raw RETR {size >> 20} MiB {tag}: {v:.0f} MB/s (client CPU {cpu:.2f} s/GiB)")
+        if r >= a.warmup:
+            rates.append(v)
+            cpus.append(cpu)
+    return {"MBps": summarize(rates), "client_cpu_s_per_gib": summarize(cpus),
+            "read_bytes": RAW_READ}
+
+
 # --------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -603,7 +682,7 @@ def main():
            "host": a.host, "port": a.port, "pid": pid, "reps": a.reps,
            "loadavg_start": os.getloadavg()[0]}
     big = os.path.join(a.root, a.big_name) if a.root else None
-    if a.root and any(m in measures for m in ("hash", "ftps", "retr", "retr-libcurl")):
+    if a.root and any(m in measures for m in ("hash", "ftps", "retr", "retr-raw", "retr-libcurl")):
         ensure_file(big, size, os.path.join(a.data, "big.bin"))
     failures = {}
     for m in measures:
@@ -632,6 +711,8 @@ def main():
                 res["ftps"] = m_ftps(a, size)
             elif m == "retr":
                 res["retr"] = m_retr(a, size)
+            elif m == "retr-raw":
+                res[m] = m_retr_raw(a, size)
             elif m == "stor":
                 res["stor"] = m_stor(a, size, os.path.join(a.data, "big.bin"))
             elif m in ("retr-libcurl", "stor-libcurl"):

@@ -2,7 +2,7 @@
 """paired.py - Ferry and one peer measured in alternation, for ratios that survive a noisy host.
 
 usage:
-  paired.py --ferry PORT[:PID] --peer LABEL:PORT[:PID] [--measures small,stor,retr] [--rounds 5]
+  paired.py --ferry PORT[:PID] --peer LABEL:PORT[:PID] [--measures small,stor,retr,retr-raw] [--rounds 5]
             [--out DIR]
 
 On this shared 2-core VM the same measure of the same server moves by up to 1.5x from one
@@ -18,6 +18,9 @@ Measures (the clients are the kit's and extra.py's own, unchanged):
          (DELEted and `sync`ed after each transfer)
   retr   extra.py's RETR of the 1 GiB file, data phase only, paired not with the peer but
          with the RETR target's reference: the kit's iperf3 loopback figure (10 s, 1 stream)
+  retr-raw  the same RETR by extra.py's raw-socket client (128 KiB reads, as iperf3's
+         receiver), paired with iperf3 the same way: the server's pace without curl's 16 KiB
+         reads
 
 Both servers need the user bench/benchpass; the kit's seeding (measure.py's seed) runs first
 for each. Writes paired.jsonl and paired.md (a table) to --out. Loopback only, bounded.
@@ -46,6 +49,7 @@ class Target:
         self.small_bytes = self.small_kib << 10
         self.big_mib = 1024
         self.big_bytes = self.big_mib << 20
+        self.big_name = kit.BIG_NAME
         self.data = data
 
 
@@ -67,6 +71,12 @@ def m_retr(t):
     return data_phase
 
 
+def m_retr_raw(t):
+    if isinstance(t, Reference):
+        return kit.p_iperf(t)
+    return extra.raw_retr(t, t.big_bytes)[0]
+
+
 def m_stor(t, local):
     _, data_phase, _, _ = extra.curl_xfer(t, ["-T", local, extra.ftp_url(t, UP_NAME)],
                                           t.big_bytes, "STOR")
@@ -80,7 +90,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ferry", required=True, help="PORT[:PID]")
     ap.add_argument("--peer", required=True, help="LABEL:PORT[:PID]")
-    ap.add_argument("--measures", default="small,stor,retr")
+    ap.add_argument("--measures", default="small,stor,retr,retr-raw")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--data", default="/var/tmp/ftpbench-data", help="dir with the kit's big.bin")
     ap.add_argument("--out", default=".")
@@ -98,7 +108,9 @@ def main():
     # measure: (function of a target, what, the other side of the pair)
     fns = {"small": (m_small, "4 KiB files, 16 clients, files/s", peer),
            "stor": (lambda t: m_stor(t, big), "STOR 1 GiB, data phase, MB/s", peer),
-           "retr": (m_retr, "RETR 1 GiB, data phase, MB/s (vs iperf3 loopback)", iperf3)}
+           "retr": (m_retr, "RETR 1 GiB, data phase, MB/s (vs iperf3 loopback)", iperf3),
+           "retr-raw": (m_retr_raw, "RETR 1 GiB, data phase, 128 KiB reads (raw client), MB/s "
+                        "(vs iperf3 loopback)", iperf3)}
     results = []
     for name in [m for m in a.measures.split(",") if m]:
         fn, what, other = fns[name]

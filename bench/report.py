@@ -91,8 +91,11 @@ def main():
             ("STOR", "b_stor_MBps", "stor", None, "", ">= 1.0x best peer", 1.0)):
         name, better, vals, sp = kit_row(f"{verb} 1 GiB, plain, MB/s", kit_key, "hi")
         found = [(name, vals, sp)]
-        for label, measure, key in (("data phase only", extra_key, "MBps_data"),
-                                    ("libcurl 8 (total time)", f"{extra_key}-libcurl", "MBps")):
+        extras = [("data phase only", extra_key, "MBps_data"),
+                  ("libcurl 8 (total time)", f"{extra_key}-libcurl", "MBps")]
+        if verb == "RETR":
+            extras.append(("data phase, 128 KiB reads (raw client)", "retr-raw", "MBps"))
+        for label, measure, key in extras:
             found.append(extra_row(f"{verb} 1 GiB, plain, {label}, MB/s", measure, key))
         for name, vals, sp in found:
             if not any(v is not None for v in vals.values()):

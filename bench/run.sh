@@ -128,7 +128,7 @@ done
 # A current libcurl (pycurl's wheel bundles one) for the retr-libcurl/stor-libcurl measures:
 # curl 7.88 stalls ~200 ms before fast servers' data connections (see bench/libcurl_xfer.py).
 VENV=${BENCH_VENV:-/var/tmp/ferry-bench-venv}
-XFER=(retr stor)
+XFER=(retr stor retr-raw)
 if { [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"; } \
    && { "$VENV/bin/python" -c 'import pycurl' 2>/dev/null || "$VENV/bin/pip" install -q pycurl; } \
    && "$VENV/bin/python" -c 'import pycurl; print("libcurl client:", pycurl.version)'; then
