@@ -460,3 +460,41 @@ def test_client_killed_mid_upload_leaves_usage_equal_to_the_disk(start_server):
     # The dead session settles in the background; then alice's next session sees the truth.
     assert wait_until(lambda: quota_used_bytes(srv.connect("alice")) == on_disk()), (
         srv.connect("alice").sendcmd("SITE QUOTA"), on_disk())
+
+
+def test_a_running_upload_keeps_its_name_busy(start_server):
+    """While one session uploads a file, another session's upload, delete or rename of it is
+    refused with 450 (two writers would interleave their bytes; a delete under a running
+    upload used to release its bytes from the quota twice). The upload ends intact, and the
+    usage equals the disk."""
+    srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
+    writer, other = srv.connect("alice"), srv.connect("alice")
+    upload(other, "old.bin", b"previous version")
+    other.mkd("d")
+    data = os.urandom(3 * 1024 * 1024)
+    for name in ("d/new.bin", "old.bin"):   # a new file, and an overwrite (a part file)
+        writer.voidcmd("TYPE I")
+        conn = writer.transfercmd(f"STOR {name}")
+        conn.sendall(data[:1024 * 1024])
+        wait_for_size(srv.home() / "d" / "new.bin" if name == "d/new.bin"
+                      else srv.home() / ".old.bin.ferry-part", 1)
+        attempts = [lambda: upload(other, name, b"interleaved"),
+                    lambda: other.delete(name),
+                    lambda: other.rename(name, "elsewhere.bin"),
+                    lambda: other.rename("old.bin" if name != "old.bin" else "d", name)]
+        if name.startswith("d/"):
+            attempts.append(lambda: other.rename("d", "e"))
+        refused = []
+        for attempt in attempts:
+            with pytest.raises(ftplib.error_temp) as e:
+                attempt()
+            refused.append(str(e.value))
+        assert all(r.startswith("450") and "upload" in r for r in refused), refused
+        conn.sendall(data[1024 * 1024:])
+        conn.close()
+        assert writer.voidresp().startswith("226")
+        assert (srv.home() / name).read_bytes() == data
+    # Free again once the uploads are done.
+    other.rename("d/new.bin", "moved.bin")
+    other.delete("moved.bin")
+    assert quota_used_bytes(other) == disk_usage(srv.home())[0]

@@ -121,6 +121,13 @@ fn io_reply(e: &io::Error) -> Reply {
             (554, "Restart offset is past the end of the file")
         }
         InvalidInput => (550, "Invalid path"),
+        ResourceBusy
+            if e.get_ref()
+                .is_some_and(|r| r.is::<crate::vfs::UploadInProgress>()) =>
+        {
+            (450, "File busy: an upload to it is in progress")
+        }
+        ResourceBusy => (450, "File busy"),
         StorageFull => (452, "Insufficient storage space"),
         QuotaExceeded | FileTooLarge => (552, "Exceeded storage allocation"),
         ReadOnlyFilesystem => (550, "Read-only file system"),

@@ -10,10 +10,11 @@
 //! All methods block; sessions call them through [`Vfs::run`], which moves the work onto tokio's
 //! blocking pool so a slow disk or a huge directory never stalls other sessions.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions};
@@ -58,6 +59,55 @@ pub struct UploadPlan {
     pub released: u64,
     /// The upload creates a file that did not exist (counts against the file limit).
     pub new_file: bool,
+    /// Keeps other uploads, deletes and renames off the target until dropped (after the
+    /// upload is settled).
+    pub claim: UploadClaim,
+}
+
+/// A name an upload is writing. While it is held, another upload to the name, a DELE of it,
+/// and a rename of it (or of a directory above it, or onto it) get 450 "file busy": two
+/// writers would interleave their bytes, and a file deleted under a running upload would be
+/// released from the quota twice (by the delete, then by the upload's settlement).
+pub struct UploadClaim {
+    home: Arc<Home>,
+    path: VirtualPath,
+}
+
+impl std::fmt::Debug for UploadClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UploadClaim").field(&self.path).finish()
+    }
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        self.home.uploading().remove(&self.path);
+    }
+}
+
+/// Another session's upload is writing the name (see [`UploadClaim`]): 450.
+#[derive(Debug)]
+pub struct UploadInProgress;
+
+impl std::fmt::Display for UploadInProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an upload to it is in progress")
+    }
+}
+
+impl std::error::Error for UploadInProgress {}
+
+fn upload_in_progress() -> io::Error {
+    io::Error::new(io::ErrorKind::ResourceBusy, UploadInProgress)
+}
+
+/// Whether an upload writes `path` or a name below it.
+fn is_uploading(uploading: &HashSet<VirtualPath>, path: &VirtualPath) -> bool {
+    uploading.iter().any(|p| {
+        p.as_str()
+            .strip_prefix(path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +143,31 @@ fn rest_past_end() -> io::Error {
 /// A user's home, shareable between a session and its transfer tasks.
 #[derive(Clone, Debug)]
 pub struct Vfs {
-    root: Arc<Dir>,
+    root: Arc<Home>,
+}
+
+/// One open home directory, shared by every session in it.
+#[derive(Debug)]
+struct Home {
+    dir: Dir,
+    /// The targets of the uploads running in this home ([`UploadClaim`]). A delete or rename
+    /// holds the lock from its check to its change, so it cannot slip between an upload's
+    /// claim and its file.
+    uploading: Mutex<HashSet<VirtualPath>>,
+}
+
+impl Home {
+    fn uploading(&self) -> MutexGuard<'_, HashSet<VirtualPath>> {
+        self.uploading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::ops::Deref for Home {
+    type Target = Dir;
+
+    fn deref(&self) -> &Dir {
+        &self.dir
+    }
 }
 
 /// Open home directories, shared by all sessions of the same home: a descriptor per user,
@@ -101,7 +175,7 @@ pub struct Vfs {
 /// directory descriptor.
 #[derive(Default)]
 pub struct Homes {
-    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Dir>>>,
+    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Home>>>,
 }
 
 impl Homes {
@@ -160,9 +234,12 @@ impl Vfs {
     /// Opens (creating if needed) the home directory as the jail root.
     pub fn open(home: &Path) -> io::Result<Vfs> {
         std::fs::create_dir_all(home)?;
-        let root = Dir::open_ambient_dir(home, ambient_authority())?;
+        let dir = Dir::open_ambient_dir(home, ambient_authority())?;
         Ok(Vfs {
-            root: Arc::new(root),
+            root: Arc::new(Home {
+                dir,
+                uploading: Mutex::default(),
+            }),
         })
     }
 
@@ -273,7 +350,7 @@ impl Vfs {
         // O_NONBLOCK: opening a FIFO someone placed in a home would otherwise wait for a
         // writer, here on an async thread.
         let fd = rustix::fs::openat2(
-            &*self.root,
+            &self.root.dir,
             path.to_relative(),
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
             Mode::empty(),
@@ -324,7 +401,10 @@ impl Vfs {
     }
 
     /// STOU: a new file named after `base` ("name", "name.1", "name.2", ...).
-    pub fn create_unique(&self, base: &VirtualPath) -> io::Result<(VirtualPath, std::fs::File)> {
+    pub fn create_unique(
+        &self,
+        base: &VirtualPath,
+    ) -> io::Result<(VirtualPath, std::fs::File, UploadClaim)> {
         for n in 0..1000u32 {
             let candidate = if n == 0 {
                 base.clone()
@@ -335,8 +415,11 @@ impl Vfs {
                     .join(&name)
                     .map_err(invalid)?
             };
+            let Ok(claim) = self.claim_upload(&candidate) else {
+                continue;
+            };
             match self.open_write(&candidate, WriteMode::CreateNew) {
-                Ok(f) => return Ok((candidate, f)),
+                Ok(f) => return Ok((candidate, f, claim)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -381,25 +464,30 @@ impl Vfs {
                 "reserved file name",
             ));
         }
+        let claim = self.claim_upload(target)?;
         let existing = self.regular_size(target)?;
-        let direct = |file: std::fs::File, start: u64, released: u64, new_file: bool| UploadPlan {
-            file,
-            written: target.clone(),
-            replaces: None,
-            start_size: start,
-            released,
-            new_file,
-        };
+        let direct =
+            |file: std::fs::File, start: u64, released: u64, new_file: bool, claim: UploadClaim| {
+                UploadPlan {
+                    file,
+                    written: target.clone(),
+                    replaces: None,
+                    start_size: start,
+                    released,
+                    new_file,
+                    claim,
+                }
+            };
         match (mode, existing) {
             (UploadMode::Appe, size) => {
                 let file = self.open_write(target, WriteMode::Append)?;
-                Ok(direct(file, size.unwrap_or(0), 0, size.is_none()))
+                Ok(direct(file, size.unwrap_or(0), 0, size.is_none(), claim))
             }
             (UploadMode::Stor { rest: 0 }, None) => {
                 let file = self.open_write(target, WriteMode::Truncate)?;
                 // A part left by an overwrite of a file since removed outside the server.
                 let stale = self.drop_part(target);
-                Ok(direct(file, 0, stale, true))
+                Ok(direct(file, 0, stale, true, claim))
             }
             (UploadMode::Stor { rest }, old) => {
                 let part = Vfs::part_path(target)?;
@@ -425,17 +513,30 @@ impl Vfs {
                         start_size: rest,
                         released: part_size.unwrap_or(0).saturating_sub(rest),
                         new_file: old.is_none(),
+                        claim,
                     });
                 }
                 match old {
                     Some(size) => {
                         let file = self.open_write(target, WriteMode::Resume(rest))?;
-                        Ok(direct(file, rest, size.saturating_sub(rest), false))
+                        Ok(direct(file, rest, size.saturating_sub(rest), false, claim))
                     }
                     None => Err(rest_past_end()),
                 }
             }
         }
+    }
+
+    /// Marks `target` as being uploaded to; 450 if another upload already writes it.
+    fn claim_upload(&self, target: &VirtualPath) -> io::Result<UploadClaim> {
+        let mut uploading = self.root.uploading();
+        if !uploading.insert(target.clone()) {
+            return Err(upload_in_progress());
+        }
+        Ok(UploadClaim {
+            home: self.root.clone(),
+            path: target.clone(),
+        })
     }
 
     /// Completes an upload written to a part file: it replaces the target atomically.
@@ -470,6 +571,10 @@ impl Vfs {
     /// Deletes a file (or a symlink itself, never its target) and any unfinished overwrite of
     /// it; directories need RMD. Returns what was freed: bytes, and whether a regular file went.
     pub fn remove_file(&self, path: &VirtualPath) -> io::Result<Freed> {
+        let uploading = self.root.uploading();
+        if is_uploading(&uploading, path) {
+            return Err(upload_in_progress());
+        }
         let meta = self.root.symlink_metadata(path.to_relative())?;
         if meta.is_dir() {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
@@ -510,6 +615,10 @@ impl Vfs {
                 io::ErrorKind::InvalidFilename,
                 "reserved file name",
             ));
+        }
+        let uploading = self.root.uploading();
+        if is_uploading(&uploading, from) || is_uploading(&uploading, to) {
+            return Err(upload_in_progress());
         }
         let src = self.root.symlink_metadata(from.to_relative())?;
         let replaced = match self.root.symlink_metadata(to.to_relative()) {
@@ -716,10 +825,47 @@ mod tests {
     fn unique_names_do_not_clobber() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let vfs = Vfs::open(tmp.path()).expect("open");
-        let (a, _) = vfs.create_unique(&vp("up")).expect("first");
-        let (b, _) = vfs.create_unique(&vp("up")).expect("second");
+        let (a, _, _) = vfs.create_unique(&vp("up")).expect("first");
+        let (b, _, _) = vfs.create_unique(&vp("up")).expect("second");
         assert_eq!(a.as_str(), "/up");
         assert_eq!(b.as_str(), "/up.1");
+    }
+
+    /// While an upload holds its name, the name cannot be uploaded to, deleted or renamed
+    /// (nor can a directory above it), in any session of the home; afterwards it can.
+    #[test]
+    fn a_running_upload_keeps_its_name_busy() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let homes = Homes::default();
+        let (mine, other) = (
+            homes.open(tmp.path()).expect("open"),
+            homes.open(tmp.path()).expect("open"),
+        );
+        other.mkdir(&vp("d")).expect("mkdir");
+        std::fs::write(tmp.path().join("d/f"), b"old").expect("write");
+        let busy = |r: io::Result<()>| {
+            let e = r.expect_err("busy");
+            assert_eq!(e.kind(), io::ErrorKind::ResourceBusy, "{e}");
+        };
+        let plan = mine
+            .open_upload(&vp("d/f"), UploadMode::Stor { rest: 0 })
+            .expect("upload");
+        busy(other.open_upload(&vp("d/f"), UploadMode::Appe).map(drop));
+        busy(other.remove_file(&vp("d/f")).map(drop));
+        busy(other.rename(&vp("d/f"), &vp("g")).map(drop));
+        busy(other.rename(&vp("d"), &vp("e")).map(drop));
+        std::fs::write(tmp.path().join("g"), b"g").expect("write");
+        busy(other.rename(&vp("g"), &vp("d/f")).map(drop));
+        // A name that only shares a prefix is free.
+        std::fs::write(tmp.path().join("d/ff"), b"ff").expect("write");
+        other.remove_file(&vp("d/ff")).expect("unrelated name");
+        drop(plan);
+        other
+            .rename(&vp("d/f"), &vp("g"))
+            .expect("rename after the upload");
+        other
+            .remove_file(&vp("g"))
+            .expect("delete after the upload");
     }
 
     #[test]
@@ -746,6 +892,7 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, vec!["f"]);
+        drop(plan);
         // A resume with REST continues the part, then completes the replacement.
         let mut plan = vfs
             .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })

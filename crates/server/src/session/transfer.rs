@@ -600,7 +600,7 @@ impl Session {
         if !usage.reserve_file() {
             return Err(Error::Io(quota_exceeded("file limit reached")));
         }
-        let (path, file) = match vfs.run(move |v| v.create_unique(&base)).await {
+        let (path, file, claim) = match vfs.run(move |v| v.create_unique(&base)).await {
             Ok(created) => created,
             Err(e) => {
                 usage.release_file();
@@ -614,6 +614,7 @@ impl Session {
             start_size: 0,
             released: 0,
             new_file: true,
+            claim,
         };
         let text = format!("FILE: {path}");
         self.upload(
@@ -648,6 +649,7 @@ impl Session {
             written,
             replaces,
             start_size,
+            claim,
             ..
         } = plan;
         let cancel = CancellationToken::new();
@@ -703,6 +705,7 @@ impl Session {
                     Ok(())
                 })
                 .await;
+            drop(claim);
             result?;
             finished?;
             let c = usage.snapshot();
