@@ -214,7 +214,11 @@ static LISTING_HELPERS_BUSY: AtomicUsize = AtomicUsize::new(0);
 
 impl ListingHelper {
     fn take() -> Option<ListingHelper> {
-        let limit = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1));
+        // available_parallelism reads the affinity mask and cgroup files: once is enough.
+        static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let limit = *LIMIT.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
+        });
         LISTING_HELPERS_BUSY
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| {
                 (busy < limit).then_some(busy + 1)
