@@ -275,7 +275,8 @@ pub async fn run(cmd: Cmd, g: &Global) -> Result<()> {
                         f.display()
                     )));
                 }
-                if !f.is_file() {
+                // Not only regular files: `ferry put /dev/stdin URL` uploads a pipe.
+                if !f.exists() {
                     return Err(Error::local(
                         f,
                         std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),

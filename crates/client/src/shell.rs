@@ -225,7 +225,7 @@ async fn exec(shared: &Shared, cache: &Cache, words: &[String]) -> Result<Flow> 
         }
         "put" => {
             let local = PathBuf::from(need(words, 1, "put LOCAL [REMOTE]")?);
-            if !local.is_file() {
+            if local.is_dir() || !local.exists() {
                 return Err(Error::Usage(format!("{} is not a file", local.display())));
             }
             let remote = words.get(2).map(String::as_str).unwrap_or("");

@@ -87,11 +87,10 @@ enum Job<'a> {
 }
 
 impl Job<'_> {
-    /// Whether a failed attempt may be repeated (see [`is_regular_dest`]).
+    /// Whether a failed attempt may be repeated (see [`is_regular`]).
     fn can_retry(&self) -> bool {
         match self {
-            Job::Get { local, .. } => is_regular_dest(local),
-            Job::Put { .. } => true,
+            Job::Get { local, .. } | Job::Put { local, .. } => is_regular(local),
         }
     }
 }
@@ -200,7 +199,7 @@ impl Client {
     ) -> Result<()> {
         self.with_retries(Job::Get { remote, local }, report)
             .await?;
-        if !is_regular_dest(local) {
+        if !is_regular(local) {
             report.size = report.bytes;
             return self.verify_count(remote, local, report).await;
         }
@@ -208,8 +207,8 @@ impl Client {
         self.verify_into(remote, local, report).await
     }
 
-    /// Verification for a destination that cannot be read back (`/dev/null`, a pipe): the
-    /// count of bytes written into it against the server's SIZE.
+    /// Verification for a local side that cannot be read again (`/dev/null`, a pipe): the count
+    /// of bytes that went through it against the server's SIZE.
     async fn verify_count(
         &mut self,
         remote: &str,
@@ -221,10 +220,10 @@ impl Client {
         }
         let size = self.conn().await?.size(remote).await;
         report.verified_by = Some(match self.check(size)? {
-            Some(n) if n == report.bytes => "SIZE (bytes written; DEST cannot be read back)".into(),
+            Some(n) if n == report.bytes => "SIZE (byte count; not a regular file)".into(),
             Some(n) => {
                 return Err(Error::Verify(format!(
-                    "{remote}: SIZE differs: server {n} bytes, {} bytes written to {}",
+                    "{remote}: SIZE differs: server {n} bytes, {} bytes through {}",
                     report.bytes,
                     local.display()
                 )))
@@ -365,7 +364,7 @@ impl Client {
         };
         let moved = moved?;
         report.bytes += moved;
-        let got = if is_regular_dest(local) {
+        let got = if is_regular(local) {
             file_len(local)?
         } else {
             offset + moved
@@ -409,6 +408,10 @@ impl Client {
             report,
         )
         .await?;
+        if !is_regular(local) {
+            report.size = report.bytes;
+            return self.verify_count(remote, local, report).await;
+        }
         self.verify_into(remote, local, report).await
     }
 
@@ -425,7 +428,9 @@ impl Client {
         let topts = self.topts.clone();
         let conn = self.conn().await?;
         let mut offset = 0;
-        if resume && !topts.ascii {
+        // A pipe's start cannot be read again, to check it or to skip it.
+        let regular = is_regular(local);
+        if resume && !topts.ascii && regular {
             let remote_size = match conn.size(remote).await {
                 Ok(s) => s,
                 // 550: not there yet.
@@ -457,12 +462,14 @@ impl Client {
                 },
             }
         }
-        show_bar(bar, &progress, remote, Some(size), offset);
+        show_bar(bar, &progress, remote, regular.then_some(size), offset);
         report.resumed_from = offset;
         if offset > 0 && offset == size {
             return Ok(());
         }
-        report.bytes += upload(conn, local, remote, offset, bar.as_ref(), &topts).await?;
+        let sent = upload(conn, local, remote, offset, bar.as_ref(), &topts).await?;
+        report.bytes += sent;
+        let size = if regular { size } else { sent };
         // A cut connection can look like a clean end of file to the server, which then
         // answers 226 for a short file: compare sizes so that case is retried, not "verified".
         if !topts.ascii {
@@ -478,10 +485,11 @@ impl Client {
     }
 }
 
-/// Whether a download's destination is (or will be created as) a regular file. A device or a
-/// pipe (`/dev/null`, a FIFO) cannot be measured, read back or resumed: its bytes are counted
-/// as they go, and a failed transfer is not retried (a retry would write the start again).
-fn is_regular_dest(local: &Path) -> bool {
+/// Whether a transfer's local side is (or, for a download, will be created as) a regular file.
+/// A device or a pipe (`/dev/null`, a FIFO, `/dev/stdin`) cannot be measured, read again or
+/// resumed: its bytes are counted as they go, and a failed transfer is not retried (a retry
+/// would write the start again, or find the start of the input gone).
+fn is_regular(local: &Path) -> bool {
     std::fs::metadata(local).map_or(true, |m| m.is_file())
 }
 

@@ -104,12 +104,7 @@ fn get_into_a_pipe() {
     let ctx = Ctx::new();
     let data = random_bytes(3_000_000);
     std::fs::write(s.root.join("p.bin"), &data).expect("write");
-    let fifo = ctx.work().join("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success(), "mkfifo failed");
+    let fifo = mkfifo(&ctx.work().join("fifo"));
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo))
@@ -127,4 +122,45 @@ fn get_into_a_pipe() {
     assert_eq!(j[0]["bytes"], 3_000_000, "{out}");
     let by = j[0]["verified_by"].as_str().unwrap_or_default();
     assert!(by.starts_with("SIZE"), "{out}");
+}
+
+/// An upload from a pipe (`ferry put /dev/stdin URL`): all of it arrives, and the check is the
+/// byte count against SIZE (a pipe cannot be read again for a digest).
+#[test]
+fn put_from_a_pipe() {
+    let d = Ferryd::start();
+    let s = srv(&d);
+    let ctx = Ctx::new();
+    let data = random_bytes(3_000_000);
+    let fifo = mkfifo(&ctx.work().join("fifo"));
+    let writer = {
+        let (fifo, data) = (fifo.clone(), data.clone());
+        std::thread::spawn(move || std::fs::write(fifo, data))
+    };
+    let url = s.url("from-pipe.bin");
+    let out = ctx.ferry(&s.args(&["--json", "put", "fifo", &url]));
+    // Had ferry never opened the pipe, the writer would wait for a reader forever.
+    if !wait_for(Duration::from_secs(10), || writer.is_finished()) {
+        drop(std::fs::File::open(&fifo));
+    }
+    let _ = writer.join();
+    out.ok();
+    assert_bytes_eq(
+        "uploaded from the pipe",
+        &read(&s.root.join("from-pipe.bin")),
+        &data,
+    );
+    let j = out.json();
+    assert_eq!(j[0]["bytes"], 3_000_000, "{out}");
+    let by = j[0]["verified_by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("SIZE"), "{out}");
+}
+
+fn mkfifo(path: &std::path::Path) -> std::path::PathBuf {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    path.to_owned()
 }
