@@ -591,10 +591,11 @@ class Control:
         code, text, self.buf = got
         return code, text
 
-    def expect(self, code):
+    def expect(self, *codes):
         got, text = self.reply()
-        if got != code:
-            raise RuntimeError(f"expected {code.decode()}: {text!r}")
+        if got not in codes:
+            want = " or ".join(c.decode() for c in codes)
+            raise RuntimeError(f"expected {want}: {text!r}")
         return text
 
     def cmd(self, line, code):
@@ -615,7 +616,8 @@ def raw_retr(a, size):
     buf = memoryview(bytearray(RAW_READ))
     cpu0, t0 = time.process_time(), time.perf_counter()
     c.sock.sendall(f"RETR {a.big_name}\r\n".encode())
-    c.expect(b"150")
+    # RFC 959 allows either preliminary reply (pyftpdlib sends 125).
+    c.expect(b"125", b"150")
     n = 0
     while k := data.recv_into(buf):
         n += k

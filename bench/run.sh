@@ -308,7 +308,7 @@ if want paired; then
       CURRENT_PEER=$PEERS/pureftpd.sh
       if "$CURRENT_PEER" start; then
         timeout 1800 python3 "$BENCH/paired.py" --ferry "$FERRY_PORT:$FERRY_PID" \
-          --peer "Pure-FTPd:${PORTS[pureftpd]}" --rounds 5 --data "$DATA" --out "$OUT" \
+          --peer "Pure-FTPd:${PORTS[pureftpd]}" --rounds 9 --data "$DATA" --out "$OUT" \
           || echo "paired: FAILED"
         "$CURRENT_PEER" stop
       else
