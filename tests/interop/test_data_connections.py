@@ -289,3 +289,36 @@ def test_parked_port_is_offered_again_and_released(start_server):
                 assert time.monotonic() < deadline, f"port {ports[0]} still held after 10 s"
         time.sleep(0.2)
     assert c.cmd("NOOP").code == 200
+
+
+def test_stalled_uploads_leave_threads_for_everyone_else(start_server):
+    """An upload holds a blocking thread while it waits for the client's bytes. Uploads may
+    hold at most half of the server's blocking threads, so uploads that stall cannot stop
+    other users' logins (argon2id runs on those threads), listings and downloads. An upload
+    past the bound waits for a thread, with 150 sent, then completes whole; ABOR ends the
+    wait."""
+    srv = start_server(blocking_threads=4)          # uploads may hold 2
+    (srv.home("bob") / "hello.txt").write_bytes(b"hello from bob")
+    uploads = []
+    for i in range(4):
+        f = srv.connect("alice")
+        f.voidcmd("TYPE I")
+        uploads.append((f, f.transfercmd(f"STOR up{i}.bin"), os.urandom(300_000 + i)))
+    # Two uploads hold a thread each and two wait; none has sent a byte.
+    other = srv.connect("bob")                      # fails with a timeout when starved
+    assert other.nlst() == ["hello.txt"]
+    got = []
+    other.retrbinary("RETR hello.txt", got.append)
+    assert b"".join(got) == b"hello from bob"
+    other.quit()
+    # ABOR of a waiting upload: 426 then 226, and the session goes on.
+    f, conn, _ = uploads.pop()
+    conn.close()
+    assert f.abort().startswith("426")
+    assert f.voidresp().startswith("226")
+    assert f.voidcmd("NOOP").startswith("200")
+    for i, (f, conn, data) in enumerate(uploads):
+        conn.sendall(data)
+        conn.close()
+        assert f.voidresp().startswith("226")
+        assert (srv.home() / f"up{i}.bin").read_bytes() == data

@@ -23,6 +23,7 @@ pub struct ConfigFile {
     pub max_sessions_per_ip: Option<usize>,
     pub max_line: Option<usize>,
     pub max_parallel_logins: Option<usize>,
+    pub blocking_threads: Option<usize>,
     pub log: Option<String>,
     pub tls: Option<TlsMode>,
     pub tls_cert: Option<PathBuf>,
@@ -80,6 +81,9 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     pub max_line: usize,
     pub max_parallel_logins: usize,
+    /// Threads for blocking work (disk, password hashing, file hashing, uploads); uploads may
+    /// hold at most half of them (see [`Config::upload_threads`]).
+    pub blocking_threads: usize,
     pub log: String,
     pub tls: TlsMode,
     pub tls_cert: Option<PathBuf>,
@@ -96,6 +100,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// How many uploads may hold a blocking thread at once. An upload keeps its thread while
+    /// it waits for the client's bytes, so without a bound a few hundred slow or stalled
+    /// uploads could take every thread and stop logins, opens and listings for everyone.
+    pub fn upload_threads(&self) -> usize {
+        self.blocking_threads / 2
+    }
+
     /// May a password travel in clear from this address?
     pub fn plaintext_login_allowed(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -183,6 +194,7 @@ impl Config {
             max_sessions_per_ip: file.max_sessions_per_ip.unwrap_or(1_000).max(1),
             max_line,
             max_parallel_logins: file.max_parallel_logins.unwrap_or(2).max(1),
+            blocking_threads: file.blocking_threads.unwrap_or(512).max(4),
             log: file.log.unwrap_or_else(|| "info".into()),
         })
     }
@@ -213,6 +225,7 @@ mod tests {
         assert_eq!(c.passive_ports, Some((14000, 14010)));
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!((c.blocking_threads, c.upload_threads()), (512, 256));
     }
 
     #[test]

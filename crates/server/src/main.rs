@@ -100,6 +100,7 @@ fn serve(
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(config.blocking_threads)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;

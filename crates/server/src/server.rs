@@ -35,6 +35,9 @@ pub struct Shared {
     pub homes: crate::vfs::Homes,
     /// Passive listeners kept between transfers, server-wide.
     pub park: Arc<crate::data::ParkBudget>,
+    /// Blocking threads uploads may hold ([`Config::upload_threads`]); an upload past them
+    /// waits for one, with its bytes queued in the kernel.
+    pub upload_threads: Arc<Semaphore>,
     pub shutdown: CancellationToken,
 }
 
@@ -96,6 +99,7 @@ impl Server {
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
         let park = crate::data::ParkBudget::new(config.passive_ports);
+        let upload_threads = Arc::new(Semaphore::new(config.upload_threads()));
         Server {
             shared: Arc::new(Shared {
                 config,
@@ -105,6 +109,7 @@ impl Server {
                 quotas,
                 homes: crate::vfs::Homes::default(),
                 park,
+                upload_threads,
                 shutdown,
             }),
         }

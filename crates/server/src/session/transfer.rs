@@ -17,6 +17,7 @@ use ferry_proto::listing::{self, EntryKind};
 use ferry_proto::{addr, Reply, VirtualPath};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,18 @@ use crate::server::Shared;
 use crate::stream::Stream;
 use crate::tls::SessionToken;
 use crate::vfs::{UploadMode, UploadPlan, Vfs};
+
+/// Waits for one of the blocking threads uploads may hold (`Shared::upload_threads`); the
+/// client's bytes queue in the kernel meanwhile. ABOR or the end of the session stop the wait.
+async fn upload_thread(
+    threads: &Arc<Semaphore>,
+    stop: &CancellationToken,
+) -> Result<OwnedSemaphorePermit> {
+    tokio::select! {
+        permit = threads.clone().acquire_owned() => permit.map_err(|_| aborted()),
+        _ = stop.cancelled() => Err(aborted()),
+    }
+}
 
 /// Shortest time without data-channel progress before a transfer is declared stalled.
 const MIN_STALL: Duration = Duration::from_secs(60);
@@ -654,6 +667,7 @@ impl Session {
         } = plan;
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        let threads = self.shared.upload_threads.clone();
         let task = async move {
             let reserved = Arc::new(AtomicU64::new(0));
             let result = async {
@@ -663,6 +677,7 @@ impl Session {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
                     };
+                    let _thread = upload_thread(&threads, &stop).await?;
                     let (u, r) = (usage.clone(), received.clone());
                     return data::receive_plain(tcp, file, u, r, reserved.clone(), stall, &stop)
                         .await
@@ -672,6 +687,7 @@ impl Session {
                     s = target.connect() => s?,
                     _ = stop.cancelled() => return Err(aborted()),
                 };
+                let _thread = upload_thread(&threads, &stop).await?;
                 let meter = data::UploadMeter {
                     received: &received,
                     stall,
