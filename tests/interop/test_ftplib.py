@@ -757,6 +757,23 @@ def test_retr(ferry_server, ftp):
     assert out.getvalue() == payload
 
 
+def test_retr_of_a_file_not_in_the_page_cache(ferry_server, ftp):
+    """A file the kernel has to read from the disk (dropped from the page cache first) is sent
+    from the blocking pool rather than by a worker thread waiting on the disk: same bytes,
+    from the start and from a REST offset that is not page-aligned."""
+    payload = os.urandom(24 * 1024 * 1024 + 123)
+    path = ferry_server.home() / "cold.bin"
+    with open(path, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    for rest in (None, 5_000_001):
+        with open(path, "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        got = retr_bytes(ftp, "cold.bin", rest=rest)
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload[rest or 0:]).hexdigest()
+
+
 def test_retr_empty_file(ferry_server, ftp):
     put(ferry_server, "empty", b"")
     assert retr_bytes(ftp, "empty") == b""

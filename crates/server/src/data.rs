@@ -304,11 +304,66 @@ fn sendfile_chunk(
     nix::sys::sendfile::sendfile(socket, file.as_fd(), Some(off), want).map_err(io::Error::from)
 }
 
+/// Whether the byte at `at` is in the page cache: a one-byte read that fails with EAGAIN
+/// rather than wait for the disk (RWF_NOWAIT). Any other failure (a file system without
+/// RWF_NOWAIT says EOPNOTSUPP) counts as cached, which is how sendfile was always used.
+fn in_page_cache(file: &std::fs::File, at: i64) -> bool {
+    let mut byte = [0u8; 1];
+    let at = u64::try_from(at).unwrap_or(0);
+    let flags = rustix::io::ReadWriteFlags::NOWAIT;
+    let read = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], at, flags);
+    read != Err(rustix::io::Errno::AGAIN)
+}
+
+/// Whether the next [`sendfile_chunk`] from `off` can be served from the page cache: its first
+/// and last bytes are there (readahead fills what lies between in order). A chunk within one
+/// page (a small file) takes one probe.
+fn chunk_cached(file: &std::fs::File, off: i64, end: i64) -> bool {
+    const PAGE: i64 = 4096;
+    let last = end.min(off.saturating_add(SENDFILE_CHUNK as i64)) - 1;
+    in_page_cache(file, off) && (last / PAGE == off / PAGE || in_page_cache(file, last))
+}
+
+/// A [`sendfile_chunk`] whose file bytes must come from the disk, run on the blocking pool so
+/// the worker thread does not wait for the disk (sendfile(2) reads missing pages
+/// synchronously, even on a non-blocking socket). It works on duplicates of both descriptors:
+/// when the transfer is dropped (ABOR) while the call runs, the call still owns what it uses.
+async fn sendfile_chunk_from_disk(
+    fds: &mut Option<(std::os::fd::OwnedFd, std::fs::File)>,
+    socket: &TcpStream,
+    file: &std::fs::File,
+    off: &mut i64,
+    end: i64,
+) -> io::Result<usize> {
+    let (sock, f) = match fds.take() {
+        Some(dups) => dups,
+        None => (socket.as_fd().try_clone_to_owned()?, file.try_clone()?),
+    };
+    let mut at = *off;
+    let (result, at, sock, f) = tokio::task::spawn_blocking(move || {
+        let result = sendfile_chunk(sock.as_fd(), &f, &mut at, end);
+        (result, at, sock, f)
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("sendfile failed: {e}")))?;
+    *off = at;
+    *fds = Some((sock, f));
+    if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+        // The event loop still thinks the socket is writable: clear that, so the next wait
+        // really waits for room.
+        let _ = socket.try_io(Interest::WRITABLE, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
+    }
+    result
+}
+
 /// Sends `file` from `offset` to `len` with sendfile(2). Returns the bytes sent.
 ///
 /// The first chunk is written straight away, and the socket is registered with the event loop
 /// only if more remains: a file that fits the socket's send buffer (most small files) costs
-/// one system call.
+/// one system call. A chunk whose bytes are not in the page cache is sent from the blocking
+/// pool instead ([`sendfile_chunk_from_disk`]).
 pub async fn send_file_zero_copy(
     stream: std::net::TcpStream,
     file: &std::fs::File,
@@ -324,7 +379,7 @@ pub async fn send_file_zero_copy(
     // sendfile advances `off` by what it sent.
     let sent_so_far = |off: i64| (off - start) as u64;
     // One call only, so the caller's first poll stays short whatever the file's size.
-    if off < end {
+    if off < end && chunk_cached(file, off, end) {
         match sendfile_chunk(stream.as_fd(), file, &mut off, end) {
             // The file shrank under us: send what there was.
             Ok(0) => return Ok(sent_so_far(off)),
@@ -337,11 +392,16 @@ pub async fn send_file_zero_copy(
         return Ok(sent_so_far(off));
     }
     let stream = TcpStream::from_std(stream)?;
+    let mut dups = None;
     while off < end {
         step(stall, stream.writable()).await?;
-        let res = stream.try_io(Interest::WRITABLE, || {
-            sendfile_chunk(stream.as_fd(), file, &mut off, end)
-        });
+        let res = if chunk_cached(file, off, end) {
+            stream.try_io(Interest::WRITABLE, || {
+                sendfile_chunk(stream.as_fd(), file, &mut off, end)
+            })
+        } else {
+            sendfile_chunk_from_disk(&mut dups, &stream, file, &mut off, end).await
+        };
         match res {
             Ok(0) => break,
             Ok(n) => sent.fetch_add(n as u64, Ordering::Relaxed),
