@@ -18,7 +18,7 @@ use crate::mirror;
 use crate::progress::Progress;
 use crate::target::{basename, join, Target};
 use crate::tls::{Fingerprint, KnownHosts};
-use crate::transfer::{local_target, Client, TransferOptions};
+use crate::transfer::{is_stdio, local_target, Client, TransferOptions};
 
 const ABOUT: &str = "FTP/FTPS client with progress bars, automatic resume and verified transfers.
 
@@ -107,7 +107,7 @@ pub struct Global {
 pub enum Cmd {
     /// List a remote directory
     Ls { url: String },
-    /// Download a file (or files matching a * pattern) to DEST
+    /// Download a file (or files matching a * pattern) to DEST (- for standard output)
     Get {
         url: String,
         dest: Option<PathBuf>,
@@ -120,7 +120,7 @@ pub enum Cmd {
     },
     /// Upload files: ferry put FILE... URL (URL ending in / is a directory)
     Put {
-        /// Local files, then the destination URL
+        /// Local files (- for standard input, to a named remote file), then the destination URL
         #[arg(required = true, num_args = 2.., value_name = "FILE... URL")]
         args: Vec<String>,
         /// Continue a partial remote file with APPE
@@ -228,7 +228,13 @@ impl Global {
 
 /// Runs one subcommand to completion.
 pub async fn run(cmd: Cmd, g: &Global) -> Result<()> {
-    let progress = Arc::new(Progress::new(g.quiet, g.json));
+    let data_on_stdout = matches!(&cmd, Cmd::Get { dest: Some(d), .. } if is_stdio(d));
+    if data_on_stdout && g.json {
+        return Err(Error::Usage(
+            "--json and DEST - both write to standard output: choose one".into(),
+        ));
+    }
+    let progress = Arc::new(Progress::new(g.quiet, g.json, data_on_stdout));
     match cmd {
         Cmd::Ls { url } => {
             let t = Target::parse(&url)?;
@@ -276,7 +282,7 @@ pub async fn run(cmd: Cmd, g: &Global) -> Result<()> {
                     )));
                 }
                 // Not only regular files: `ferry put /dev/stdin URL` uploads a pipe.
-                if !f.exists() {
+                if !f.exists() && !is_stdio(f) {
                     return Err(Error::local(
                         f,
                         std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
@@ -548,6 +554,11 @@ pub async fn get_paths(c: &mut Client, remote: &str, dest: Option<&Path>) -> Res
     if matches.is_empty() {
         return Err(Error::Usage(format!("no remote file matches {remote}")));
     }
+    if dest.is_some_and(is_stdio) {
+        return Err(Error::Usage(format!(
+            "{remote} may match several files: DEST - (standard output) takes one"
+        )));
+    }
     let dest_dir = dest
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
@@ -577,6 +588,12 @@ pub async fn put_paths(c: &mut Client, files: &[PathBuf], remote: &str) -> Resul
         let r = is_remote_dir(c.conn().await?, remote).await;
         c.check(r)?
     };
+    if into_dir && files.iter().any(|f| is_stdio(f)) {
+        return Err(Error::Usage(format!(
+            "standard input has no file name: name the remote file, as in `ferry put - {}`",
+            join(remote, "NAME")
+        )));
+    }
     let total = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())

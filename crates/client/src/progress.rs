@@ -60,6 +60,8 @@ impl FileReport {
 
 pub struct Progress {
     pub mode: Mode,
+    /// stdout carries a download (`ferry get URL -`): summary lines go to stderr.
+    data_on_stdout: bool,
     multi: MultiProgress,
     overall: Mutex<Option<ProgressBar>>,
     files_total: AtomicU64,
@@ -67,8 +69,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool, json: bool) -> Progress {
-        let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    pub fn new(quiet: bool, json: bool, data_on_stdout: bool) -> Progress {
+        let tty =
+            (data_on_stdout || std::io::stdout().is_terminal()) && std::io::stderr().is_terminal();
         let mode = match (json, quiet, tty) {
             (true, _, _) => Mode::Json,
             (false, true, _) => Mode::Quiet,
@@ -82,6 +85,7 @@ impl Progress {
         };
         Progress {
             mode,
+            data_on_stdout,
             multi,
             overall: Mutex::new(None),
             files_total: AtomicU64::new(0),
@@ -232,9 +236,11 @@ impl Progress {
         }
     }
 
-    /// A line on stdout that does not tear the bars.
+    /// A line on stdout (stderr when stdout carries a download) that does not tear the bars.
     pub fn println(&self, line: &str) {
-        if self.mode == Mode::Bars {
+        if self.data_on_stdout {
+            self.multi.suspend(|| eprintln!("{line}"));
+        } else if self.mode == Mode::Bars {
             let _ = self.multi.suspend(|| {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{line}").and_then(|_| out.flush())

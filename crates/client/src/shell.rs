@@ -75,7 +75,7 @@ enum Flow {
 
 pub fn run(rt: &Runtime, g: &Global, url: &str) -> Result<()> {
     let target = Target::parse(url)?;
-    let progress = Arc::new(Progress::new(g.quiet, g.json));
+    let progress = Arc::new(Progress::new(g.quiet, g.json, false));
     let mut client = rt.block_on(g.client(&target, g.transfer_options(false, false), progress))?;
     rt.block_on(async {
         if !target.path.is_empty() {
@@ -215,6 +215,13 @@ async fn exec(shared: &Shared, cache: &Cache, words: &[String]) -> Result<Flow> 
         "get" => {
             let remote = need(words, 1, "get REMOTE [LOCAL]")?;
             let dest = words.get(2).map(Path::new);
+            if dest.is_some_and(crate::transfer::is_stdio) {
+                // The shell's own output is on stdout; `./-` names a file called `-`.
+                return Err(Error::Usage(
+                    "- (standard output) is for `ferry get URL -`; here write ./- for a file named -"
+                        .into(),
+                ));
+            }
             cli::get_paths(&mut c, remote, dest).await?;
         }
         "mget" => {

@@ -11,6 +11,7 @@
 //! After each transfer [`crate::hash::verify`] compares the result with the server (unless
 //! `--no-verify`).
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,7 +184,8 @@ impl Client {
     // Download
     // -----------------------------------------------------------------------------------------
 
-    /// Downloads `remote` to `local`, resuming and retrying as configured, then verifies.
+    /// Downloads `remote` to `local` ([`STDIO`]: standard output), resuming and retrying as
+    /// configured, then verifies.
     pub async fn get(&mut self, remote: &str, local: &Path) -> Result<FileReport> {
         let started = Instant::now();
         let mut report = FileReport::new("get", remote, local);
@@ -314,7 +316,7 @@ impl Client {
             other => other?,
         };
         let existing = match std::fs::metadata(local) {
-            Ok(m) if m.is_file() => m.len(),
+            Ok(m) if m.is_file() && !is_stdio(local) => m.len(),
             _ => 0,
         };
         let mut offset = 0;
@@ -383,11 +385,18 @@ impl Client {
     // Upload
     // -----------------------------------------------------------------------------------------
 
-    /// Uploads `local` to `remote`, resuming and retrying as configured, then verifies.
+    /// Uploads `local` ([`STDIO`]: standard input) to `remote`, resuming and retrying as
+    /// configured, then verifies.
     pub async fn put(&mut self, local: &Path, remote: &str) -> Result<FileReport> {
         let started = Instant::now();
         let mut report = FileReport::new("put", remote, local);
-        let result = self.put_inner(local, remote, &mut report).await;
+        // A regular file behind `< file` is read (and checked) again through /dev/stdin.
+        let source = if is_stdio(local) {
+            Path::new("/dev/stdin")
+        } else {
+            local
+        };
+        let result = self.put_inner(source, remote, &mut report).await;
         self.finish_report(started, report, result)
     }
 
@@ -490,7 +499,15 @@ impl Client {
 /// resumed: its bytes are counted as they go, and a failed transfer is not retried (a retry
 /// would write the start again, or find the start of the input gone).
 fn is_regular(local: &Path) -> bool {
-    std::fs::metadata(local).map_or(true, |m| m.is_file())
+    !is_stdio(local) && std::fs::metadata(local).map_or(true, |m| m.is_file())
+}
+
+/// `-` as a local file: standard output for a get (`ferry get URL - | tar x`), standard input
+/// for a put (`tar c . | ferry put - URL`).
+pub const STDIO: &str = "-";
+
+pub fn is_stdio(local: &Path) -> bool {
+    local.as_os_str() == STDIO
 }
 
 fn file_len(p: &Path) -> Result<u64> {
@@ -631,6 +648,14 @@ async fn flush(file: &mut tokio::fs::File, local: &Path) -> Result<()> {
 }
 
 async fn open_for_download(local: &Path, offset: u64) -> Result<tokio::fs::File> {
+    if is_stdio(local) {
+        // Its own descriptor: std's buffered stdout is never written while it is the data's.
+        let out = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::local(local, e))?;
+        return Ok(tokio::fs::File::from_std(std::fs::File::from(out)));
+    }
     if offset == 0 {
         return tokio::fs::File::create(local)
             .await

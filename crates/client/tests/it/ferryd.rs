@@ -164,3 +164,40 @@ fn mkfifo(path: &std::path::Path) -> std::path::PathBuf {
     assert!(made.success(), "mkfifo failed");
     path.to_owned()
 }
+
+/// `-` is standard output for a get and standard input for a put, as with curl and tar:
+/// the bytes go through whole, the summary line moves to stderr (stdout is the data), and the
+/// cases that cannot work are refused with a usage error before anything is transferred.
+#[test]
+fn dash_is_standard_output_and_input() {
+    let d = Ferryd::start();
+    let s = srv(&d);
+    let ctx = Ctx::new();
+    let data = random_bytes(2_500_000);
+    std::fs::write(s.root.join("out.bin"), &data).expect("write");
+    let out = ctx.ferry(&s.args(&["get", &s.url("out.bin"), "-"]));
+    out.ok();
+    assert_bytes_eq("ferry get URL - on stdout", &out.stdout_bytes, &data);
+    assert!(out.stderr.contains("verified by SIZE"), "{out}");
+    assert!(!ctx.work().join("-").exists(), "a file named - was made");
+
+    let up = random_bytes(1_700_000);
+    let mut cmd = ctx.ferry_cmd(&s.args(&["put", "-", &s.url("in.bin")]));
+    let out = run_with_input(&mut cmd, Some(up.clone()), RUN_TIMEOUT);
+    out.ok();
+    assert_bytes_eq(
+        "ferry put - URL from stdin",
+        &read(&s.root.join("in.bin")),
+        &up,
+    );
+
+    for (args, says) in [
+        (vec!["--json", "get", &s.url("out.bin"), "-"], "--json"),
+        (vec!["get", &s.url("*.bin"), "-"], "takes one"),
+        (vec!["put", "-", &s.url("")], "name the remote file"),
+    ] {
+        let out = ctx.ferry(&s.args(&args));
+        out.code_is(2);
+        assert!(out.stderr.contains(says), "{out}");
+    }
+}

@@ -34,6 +34,8 @@ pub struct Output {
     pub desc: String,
     pub status: Option<ExitStatus>,
     pub stdout: String,
+    /// stdout as it was written (for binary output).
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
     pub timed_out: bool,
 }
@@ -87,13 +89,28 @@ impl fmt::Display for Output {
 
 /// Runs `cmd` with stdin closed, output to temp files (no pipe deadlocks), killed at `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    run_with_input(cmd, None, timeout)
+}
+
+/// [`run`], with `input` written to the command's stdin through a pipe (then closed).
+pub fn run_with_input(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
     let mut out = tempfile::tempfile().expect("stdout file");
     let mut err = tempfile::tempfile().expect("stderr file");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().expect("clone")))
-        .stderr(Stdio::from(err.try_clone().expect("clone")));
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::from(out.try_clone().expect("clone")))
+    .stderr(Stdio::from(err.try_clone().expect("clone")));
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    // A writer thread: a child that stops reading cannot block the deadline below.
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
     let status = loop {
@@ -110,18 +127,18 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
         }
     };
     let read = |f: &mut File| {
-        let mut s = String::new();
         let _ = f.seek(SeekFrom::Start(0));
         let mut b = Vec::new();
         let _ = f.read_to_end(&mut b);
-        s.push_str(&String::from_utf8_lossy(&b));
-        s
+        b
     };
+    let stdout_bytes = read(&mut out);
     Output {
         desc,
         status,
-        stdout: read(&mut out),
-        stderr: read(&mut err),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&read(&mut err)).into_owned(),
         timed_out,
     }
 }
