@@ -7,6 +7,7 @@ import ftplib
 import io
 import re
 import socket
+import time
 from dataclasses import dataclass
 
 PASSWORDS = {"alice": "alice-S3cret pw", "bob": "b0b-Secret!"}
@@ -206,3 +207,13 @@ def list_entries(ftp: ftplib.FTP, path: str | None = None) -> dict[str, LsEntry]
 def mlsd_entries(ftp: ftplib.FTP, path: str = "") -> dict[str, dict]:
     return {name: facts for name, facts in ftp.mlsd(path)
             if facts.get("type") not in ("cdir", "pdir") and name not in (".", "..")}
+
+
+def wait_for_size(path, at_least, timeout=20):
+    """Waits until the file at `path` holds at least `at_least` bytes; returns its size."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size >= at_least:
+            return path.stat().st_size
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {at_least} bytes")

@@ -8,6 +8,7 @@ go, so these check that every ordering still gives the whole file and 150 before
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import socket
 import threading
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from ftphelp import RawClient
+from ftphelp import RawClient, wait_for_size
 
 
 def _connect(addr, source=None) -> socket.socket:
@@ -322,3 +323,30 @@ def test_stalled_uploads_leave_threads_for_everyone_else(start_server):
         conn.close()
         assert f.voidresp().startswith("226")
         assert (srv.home() / f"up{i}.bin").read_bytes() == data
+
+
+def test_a_quiet_upload_gives_its_thread_back(start_server):
+    """A plain upload whose client pauses gives its blocking thread back after a second and
+    takes one again when bytes come: with room for two uploads on threads, two uploads paused
+    half-way do not hold up a third, and both finish whole when their clients go on."""
+    srv = start_server(blocking_threads=4)          # uploads may hold 2
+    paused = []
+    for i in range(2):
+        f = srv.connect("alice")
+        f.voidcmd("TYPE I")
+        conn = f.transfercmd(f"STOR paused{i}.bin")
+        data = os.urandom(2_000_000 + i)
+        conn.sendall(data[:1_000_000])
+        paused.append((f, conn, data, srv.home() / f"paused{i}.bin"))
+    for *_, path in paused:
+        wait_for_size(path, 1_000_000)
+    third = srv.connect("bob")                      # 10 s timeout: fails if never served
+    third.voidcmd("TYPE I")
+    payload = os.urandom(500_000)
+    assert third.storbinary("STOR third.bin", io.BytesIO(payload)).startswith("226")
+    assert (srv.home("bob") / "third.bin").read_bytes() == payload
+    for f, conn, data, path in paused:
+        conn.sendall(data[1_000_000:])
+        conn.close()
+        assert f.voidresp().startswith("226")
+        assert path.read_bytes() == data

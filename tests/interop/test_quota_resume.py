@@ -20,7 +20,7 @@ import time
 import ftplib
 import pytest
 
-from ftphelp import PASSWORDS
+from ftphelp import PASSWORDS, wait_for_size
 
 TOOL_TIMEOUT = 60
 
@@ -209,15 +209,6 @@ def test_server_default_quota_applies_to_users_without_their_own(ferry_server):
 
 
 # --- resume ------------------------------------------------------------------------------
-
-def wait_for_size(path, at_least, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size >= at_least:
-            return path.stat().st_size
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {at_least} bytes")
-
 
 def test_curl_upload_killed_then_resumed_with_continue_at(ferry_server, tmp_path):
     need("curl")

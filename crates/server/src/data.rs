@@ -17,6 +17,7 @@ use std::time::Duration;
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::quota::Usage;
@@ -503,14 +504,23 @@ pub async fn receive_file(
     read_result
 }
 
+/// How long a plain upload's thread waits for the client's next bytes before it goes back to
+/// the pool; the upload then waits on the event loop and takes a thread again when bytes come.
+const UPLOAD_IDLE_HOLD: Duration = Duration::from_secs(1);
+
 /// Receives a plain binary upload on one blocking thread: read up to [`UPLOAD_CHUNK`] from the
 /// socket, reserve it against the quota, write it, repeat. A client sends faster than one read
 /// takes, so each read is large, and no buffer crosses threads (the split reader/writer of
 /// [`receive_file`] spent more CPU per GiB on hand-offs than on copying).
 ///
-/// Quota as in [`receive_file`]: the part that fits is written, then `QuotaExceeded`. A read
-/// that waits longer than `stall` fails (SO_RCVTIMEO). ABOR or the end of the session stop it
-/// through `stop`: the socket's read side is shut, which ends a blocked read at once.
+/// The thread is one of `threads` (the uploads' share of the blocking pool), held only while
+/// bytes come: after [`UPLOAD_IDLE_HOLD`] without any, it goes back (with the buffer) and the
+/// upload waits for the socket on the event loop, so idle uploads hold neither.
+///
+/// Quota as in [`receive_file`]: the part that fits is written, then `QuotaExceeded`. Silence
+/// longer than `stall` fails. ABOR or the end of the session stop it through `stop`: the
+/// socket's read side is shut, which ends a blocked read at once.
+#[allow(clippy::too_many_arguments)]
 pub async fn receive_plain(
     tcp: std::net::TcpStream,
     file: std::fs::File,
@@ -518,59 +528,111 @@ pub async fn receive_plain(
     received: Arc<AtomicU64>,
     reserved: Arc<AtomicU64>,
     stall: Duration,
+    threads: &Arc<Semaphore>,
     stop: &CancellationToken,
 ) -> io::Result<u64> {
-    tcp.set_nonblocking(false)?;
-    tcp.set_read_timeout(Some(stall))?;
-    let tcp = Arc::new(tcp);
-    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (socket, flag) = (tcp.clone(), stopped.clone());
-    let mut job = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-        use std::io::{Read, Write};
-        let mut file = file;
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        let mut total = 0u64;
-        loop {
-            let n = match (&*socket).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "data connection stalled",
-                    ))
-                }
-                Err(e) => return Err(e),
-            };
-            if flag.load(Ordering::Acquire) {
+    let meter = PlainMeter {
+        quota,
+        received,
+        reserved,
+    };
+    let (mut tcp, mut file, mut total) = (tcp, file, 0u64);
+    loop {
+        let thread = tokio::select! {
+            permit = threads.clone().acquire_owned() => permit.map_err(|_| aborted_upload())?,
+            _ = stop.cancelled() => return Err(aborted_upload()),
+        };
+        tcp.set_nonblocking(false)?;
+        tcp.set_read_timeout(Some(UPLOAD_IDLE_HOLD.min(stall)))?;
+        let tcp_shared = Arc::new(tcp);
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (socket, flag, meter) = (tcp_shared.clone(), stopped.clone(), meter.clone());
+        let mut job = tokio::task::spawn_blocking(move || {
+            let phase = receive_while_busy(&socket, &mut file, &meter, &flag);
+            (phase, file)
+        });
+        let (phase, f) = tokio::select! {
+            done = &mut job => done.map_err(|e| io::Error::other(format!("upload failed: {e}")))?,
+            _ = stop.cancelled() => {
+                stopped.store(true, Ordering::Release);
+                let _ = tcp_shared.shutdown(std::net::Shutdown::Read);
+                // What was read before the stop is written; then the thread ends.
+                let _ = job.await;
                 return Err(aborted_upload());
             }
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-            received.fetch_add(n as u64, Ordering::Relaxed);
-            let granted = quota.reserve_bytes(n as u64);
-            reserved.fetch_add(granted, Ordering::Relaxed);
-            // granted <= n, so it fits in usize.
-            let fits = usize::try_from(granted).unwrap_or(0);
-            file.write_all(&buf[..fits])?;
-            if fits < n {
-                return Err(io::Error::new(
-                    io::ErrorKind::QuotaExceeded,
-                    "disk quota exceeded",
-                ));
-            }
+        };
+        drop(thread);
+        file = f;
+        match phase? {
+            Phase::Ended(n) => return Ok(total + n),
+            Phase::Idle(n) => total += n,
         }
-    });
-    tokio::select! {
-        done = &mut job => done.map_err(|e| io::Error::other(format!("upload failed: {e}")))?,
-        _ = stop.cancelled() => {
-            stopped.store(true, Ordering::Release);
-            let _ = tcp.shutdown(std::net::Shutdown::Read);
-            // What was read before the stop is written; then the thread ends.
-            let _ = job.await;
-            Err(aborted_upload())
+        // The thread's clone is gone with its closure.
+        tcp = Arc::try_unwrap(tcp_shared)
+            .map_err(|_| io::Error::other("upload socket still shared"))?;
+        tcp.set_nonblocking(true)?;
+        let waiting = TcpStream::from_std(tcp)?;
+        tokio::select! {
+            ready = step(stall, waiting.readable()) => ready?,
+            _ = stop.cancelled() => return Err(aborted_upload()),
+        }
+        tcp = waiting.into_std()?;
+    }
+}
+
+/// What a plain upload's blocking thread counts and reserves as it goes.
+#[derive(Clone)]
+struct PlainMeter {
+    quota: Arc<Usage>,
+    received: Arc<AtomicU64>,
+    reserved: Arc<AtomicU64>,
+}
+
+/// How a stretch of a plain upload on its thread ended, with the bytes it received.
+enum Phase {
+    /// The client closed the connection: the upload is complete.
+    Ended(u64),
+    /// No bytes for [`UPLOAD_IDLE_HOLD`]: the thread goes back to the pool.
+    Idle(u64),
+}
+
+/// Reads and writes until the client closes, goes quiet, or the upload is stopped.
+fn receive_while_busy(
+    socket: &std::net::TcpStream,
+    file: &mut std::fs::File,
+    meter: &PlainMeter,
+    stopped: &std::sync::atomic::AtomicBool,
+) -> io::Result<Phase> {
+    use std::io::{Read, Write};
+    // Allocated per stretch: an upload that waits holds no buffer either.
+    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match (&*socket).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // SO_RCVTIMEO ran out.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Phase::Idle(total)),
+            Err(e) => return Err(e),
+        };
+        if stopped.load(Ordering::Acquire) {
+            return Err(aborted_upload());
+        }
+        if n == 0 {
+            return Ok(Phase::Ended(total));
+        }
+        total += n as u64;
+        meter.received.fetch_add(n as u64, Ordering::Relaxed);
+        let granted = meter.quota.reserve_bytes(n as u64);
+        meter.reserved.fetch_add(granted, Ordering::Relaxed);
+        // granted <= n, so it fits in usize.
+        let fits = usize::try_from(granted).unwrap_or(0);
+        file.write_all(&buf[..fits])?;
+        if fits < n {
+            return Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                "disk quota exceeded",
+            ));
         }
     }
 }

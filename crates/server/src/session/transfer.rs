@@ -677,9 +677,9 @@ impl Session {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
                     };
-                    let _thread = upload_thread(&threads, &stop).await?;
                     let (u, r) = (usage.clone(), received.clone());
-                    return data::receive_plain(tcp, file, u, r, reserved.clone(), stall, &stop)
+                    let reserved = reserved.clone();
+                    return data::receive_plain(tcp, file, u, r, reserved, stall, &threads, &stop)
                         .await
                         .map_err(classify);
                 }
