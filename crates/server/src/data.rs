@@ -452,16 +452,18 @@ pub async fn send_file_copy(
 }
 
 /// What every upload loop reports to and obeys, bundled: progress, the stall limit, the quota
-/// it reserves from, what it has reserved so far, and the token that stops it.
-pub struct UploadMeter<'a> {
-    pub received: &'a AtomicU64,
+/// it reserves from, what it has reserved so far, and the token that stops it. Owned (shared
+/// counters), so a plain upload's blocking thread can carry a copy.
+#[derive(Clone)]
+pub struct UploadMeter {
+    pub received: Arc<AtomicU64>,
     pub stall: Duration,
-    pub quota: &'a Usage,
-    pub reserved: &'a AtomicU64,
-    pub stop: &'a CancellationToken,
+    pub quota: Arc<Usage>,
+    pub reserved: Arc<AtomicU64>,
+    pub stop: CancellationToken,
 }
 
-impl UploadMeter<'_> {
+impl UploadMeter {
     /// Reserves up to `want` bytes of quota and counts the reservation.
     fn reserve(&self, want: u64) -> u64 {
         let granted = self.quota.reserve_bytes(want);
@@ -484,7 +486,7 @@ pub async fn receive_file(
     stream: &mut Stream,
     file: std::fs::File,
     ascii: bool,
-    meter: &UploadMeter<'_>,
+    meter: &UploadMeter,
 ) -> io::Result<u64> {
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
     let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
@@ -514,28 +516,19 @@ const UPLOAD_IDLE_HOLD: Duration = Duration::from_secs(1);
 /// [`receive_file`] spent more CPU per GiB on hand-offs than on copying).
 ///
 /// The thread is one of `threads` (the uploads' share of the blocking pool), held only while
-/// bytes come: after [`UPLOAD_IDLE_HOLD`] without any, it goes back (with the buffer) and the
-/// upload waits for the socket on the event loop, so idle uploads hold neither.
+/// bytes come: after [`UPLOAD_IDLE_HOLD`] without any, the thread goes back to the pool, the
+/// buffer is freed, and the upload waits for the socket on the event loop.
 ///
 /// Quota as in [`receive_file`]: the part that fits is written, then `QuotaExceeded`. Silence
-/// longer than `stall` fails. ABOR or the end of the session stop it through `stop`: the
-/// socket's read side is shut, which ends a blocked read at once.
-#[allow(clippy::too_many_arguments)]
+/// longer than the meter's `stall` fails. ABOR or the end of the session stop it through the
+/// meter's `stop`: the socket's read side is shut, which ends a blocked read at once.
 pub async fn receive_plain(
     tcp: std::net::TcpStream,
     file: std::fs::File,
-    quota: Arc<Usage>,
-    received: Arc<AtomicU64>,
-    reserved: Arc<AtomicU64>,
-    stall: Duration,
+    meter: &UploadMeter,
     threads: &Arc<Semaphore>,
-    stop: &CancellationToken,
 ) -> io::Result<u64> {
-    let meter = PlainMeter {
-        quota,
-        received,
-        reserved,
-    };
+    let (stall, stop) = (meter.stall, &meter.stop);
     let (mut tcp, mut file, mut total) = (tcp, file, 0u64);
     loop {
         let thread = tokio::select! {
@@ -580,14 +573,6 @@ pub async fn receive_plain(
     }
 }
 
-/// What a plain upload's blocking thread counts and reserves as it goes.
-#[derive(Clone)]
-struct PlainMeter {
-    quota: Arc<Usage>,
-    received: Arc<AtomicU64>,
-    reserved: Arc<AtomicU64>,
-}
-
 /// How a stretch of a plain upload on its thread ended, with the bytes it received.
 enum Phase {
     /// The client closed the connection: the upload is complete.
@@ -600,7 +585,7 @@ enum Phase {
 fn receive_while_busy(
     socket: &std::net::TcpStream,
     file: &mut std::fs::File,
-    meter: &PlainMeter,
+    meter: &UploadMeter,
     stopped: &std::sync::atomic::AtomicBool,
 ) -> io::Result<Phase> {
     use std::io::{Read, Write};
@@ -623,8 +608,7 @@ fn receive_while_busy(
         }
         total += n as u64;
         meter.received.fetch_add(n as u64, Ordering::Relaxed);
-        let granted = meter.quota.reserve_bytes(n as u64);
-        meter.reserved.fetch_add(granted, Ordering::Relaxed);
+        let granted = meter.reserve(n as u64);
         // granted <= n, so it fits in usize.
         let fits = usize::try_from(granted).unwrap_or(0);
         file.write_all(&buf[..fits])?;
@@ -648,11 +632,11 @@ const UPLOAD_CHUNK: usize = 1024 * 1024;
 async fn read_chunks(
     stream: &mut Stream,
     ascii: bool,
-    meter: &UploadMeter<'_>,
+    meter: &UploadMeter,
     to_writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
     from_writer: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> io::Result<u64> {
-    let (stall, stop) = (meter.stall, meter.stop);
+    let (stall, stop) = (meter.stall, &meter.stop);
     let writer_gone = || io::Error::other("upload writer stopped");
     let mut conv = FromNetwork::default();
     let mut raw = if ascii {

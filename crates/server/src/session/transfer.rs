@@ -672,14 +672,19 @@ impl Session {
             let reserved = Arc::new(AtomicU64::new(0));
             let result = async {
                 let stall = target.stall;
+                let meter = data::UploadMeter {
+                    received: received.clone(),
+                    stall,
+                    quota: usage.clone(),
+                    reserved: reserved.clone(),
+                    stop: stop.clone(),
+                };
                 if target.is_plain() && !ascii {
                     let tcp = tokio::select! {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
                     };
-                    let (u, r) = (usage.clone(), received.clone());
-                    let reserved = reserved.clone();
-                    return data::receive_plain(tcp, file, u, r, reserved, stall, &threads, &stop)
+                    return data::receive_plain(tcp, file, &meter, &threads)
                         .await
                         .map_err(classify);
                 }
@@ -688,13 +693,6 @@ impl Session {
                     _ = stop.cancelled() => return Err(aborted()),
                 };
                 let _thread = upload_thread(&threads, &stop).await?;
-                let meter = data::UploadMeter {
-                    received: &received,
-                    stall,
-                    quota: &usage,
-                    reserved: &reserved,
-                    stop: &stop,
-                };
                 let n = data::receive_file(&mut stream, file, ascii, &meter)
                     .await
                     .map_err(classify)?;
