@@ -112,6 +112,32 @@ def test_ftplib_tls_list_upload_download_byte_exact(ferry_server):
     assert ftp.voidcmd("NOOP").startswith("200")
 
 
+def test_upload_data_connection_gets_nothing_to_read(ferry_server):
+    """On an upload's TLS data connection the server sends nothing after the handshake (no
+    TLS 1.3 session tickets: the data connection resumed the control session and needs none).
+    A client that only sends never reads such bytes, and closing a socket with unread bytes
+    sends a reset, which throws away the end of the upload still queued at the server: lftp's
+    uploads failed with 426 that way whenever the server read slower than lftp sent."""
+    ftp = tls_login(ferry_server)
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR quiet.bin")
+    assert conn.version() == "TLSv1.3", conn.version()
+    time.sleep(0.3)                                  # tickets would have arrived by now
+    raw = socket.socket(fileno=os.dup(conn.fileno()))   # the TCP socket under the TLS
+    try:
+        pending = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        pending = b""
+    finally:
+        raw.close()
+    data = os.urandom(1_000_000)
+    conn.sendall(data)
+    conn.unwrap().close()
+    assert ftp.voidresp().startswith("226")
+    assert pending == b"", "the server sent bytes the uploading client never reads"
+    assert (ferry_server.home() / "quiet.bin").read_bytes() == data
+
+
 def test_data_connection_without_session_reuse_is_refused(ferry_server):
     # Stock ftplib makes a full handshake on each data connection: refused, as with vsftpd's
     # require_ssl_reuse; the control connection stays usable.

@@ -25,6 +25,8 @@ pub type SessionToken = [u8; 16];
 
 pub struct Tls {
     acceptor: TlsAcceptor,
+    /// The same keys and tickets, but it issues no session tickets: see [`Tls::new`].
+    data_acceptor: TlsAcceptor,
     /// SHA-256 of the certificate (DER), "AB:CD:..." as clients show it.
     pub fingerprint: String,
     pub require_reuse: bool,
@@ -87,9 +89,16 @@ impl Tls {
             rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?;
         config.session_storage = ServerSessionMemoryCache::new(4096);
         config.send_tls13_tickets = 4;
+        // Data connections resume the control session and need no tickets of their own. Sent
+        // after the handshake, tickets are bytes an uploading client never reads, and closing
+        // a socket with unread bytes sends a reset that discards the end of the upload still
+        // queued at the server (lftp's uploads failed with 426 that way).
+        let mut data_config = config.clone();
+        data_config.send_tls13_tickets = 0;
         Ok((
             Tls {
                 acceptor: TlsAcceptor::from(Arc::new(config)),
+                data_acceptor: TlsAcceptor::from(Arc::new(data_config)),
                 fingerprint,
                 require_reuse,
             },
@@ -124,7 +133,7 @@ impl Tls {
         timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, String> {
         let accept = self
-            .acceptor
+            .data_acceptor
             .accept_with(tcp, |conn| conn.set_resumption_data(&token));
         let stream = match tokio::time::timeout(timeout, accept).await {
             Ok(Ok(s)) => s,
