@@ -746,8 +746,11 @@ async fn upload(
         }
         Ok(Ok(())) => {}
     }
-    drop(stream);
+    // Closed only after the server's reply: a server may have sent bytes on it that were never
+    // read (TLS 1.3 session tickets), and closing a socket with unread bytes sends a reset,
+    // which throws away whatever the kernel had not yet sent of the upload.
     conn.finish_data(&what).await?;
+    drop(stream);
     if topts.ascii {
         conn.ok(&Command::Type(DataType::Image), "TYPE I").await?;
     }
