@@ -17,7 +17,7 @@ use std::time::Duration;
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::quota::Usage;
@@ -452,8 +452,9 @@ pub async fn send_file_copy(
 }
 
 /// What every upload loop reports to and obeys, bundled: progress, the stall limit, the quota
-/// it reserves from, what it has reserved so far, and the token that stops it. Owned (shared
-/// counters), so a plain upload's blocking thread can carry a copy.
+/// it reserves from, what it has reserved so far, the token that stops it, and the blocking
+/// threads uploads may hold (`Shared::upload_threads`). Owned (shared counters), so a plain
+/// upload's blocking thread can carry a copy.
 #[derive(Clone)]
 pub struct UploadMeter {
     pub received: Arc<AtomicU64>,
@@ -461,9 +462,19 @@ pub struct UploadMeter {
     pub quota: Arc<Usage>,
     pub reserved: Arc<AtomicU64>,
     pub stop: CancellationToken,
+    pub threads: Arc<Semaphore>,
 }
 
 impl UploadMeter {
+    /// Waits for one of the blocking threads uploads may hold; the client's bytes queue in the
+    /// kernel meanwhile. ABOR or the end of the session stop the wait.
+    async fn thread(&self) -> io::Result<OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.threads.clone().acquire_owned() => permit.map_err(|_| aborted_upload()),
+            _ = self.stop.cancelled() => Err(aborted_upload()),
+        }
+    }
+
     /// Reserves up to `want` bytes of quota and counts the reservation.
     fn reserve(&self, want: u64) -> u64 {
         let granted = self.quota.reserve_bytes(want);
@@ -488,6 +499,8 @@ pub async fn receive_file(
     ascii: bool,
     meter: &UploadMeter,
 ) -> io::Result<u64> {
+    // The writer holds its thread for the whole upload.
+    let _thread = meter.thread().await?;
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
     let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
     for _ in 0..UPLOAD_BUFFERS {
@@ -515,9 +528,9 @@ const UPLOAD_IDLE_HOLD: Duration = Duration::from_secs(1);
 /// takes, so each read is large, and no buffer crosses threads (the split reader/writer of
 /// [`receive_file`] spent more CPU per GiB on hand-offs than on copying).
 ///
-/// The thread is one of `threads` (the uploads' share of the blocking pool), held only while
-/// bytes come: after [`UPLOAD_IDLE_HOLD`] without any, the thread goes back to the pool, the
-/// buffer is freed, and the upload waits for the socket on the event loop.
+/// The thread is one of the meter's `threads` (the uploads' share of the blocking pool), held
+/// only while bytes come: after [`UPLOAD_IDLE_HOLD`] without any, the thread goes back to the
+/// pool, the buffer is freed, and the upload waits for the socket on the event loop.
 ///
 /// Quota as in [`receive_file`]: the part that fits is written, then `QuotaExceeded`. Silence
 /// longer than the meter's `stall` fails. ABOR or the end of the session stop it through the
@@ -526,15 +539,11 @@ pub async fn receive_plain(
     tcp: std::net::TcpStream,
     file: std::fs::File,
     meter: &UploadMeter,
-    threads: &Arc<Semaphore>,
 ) -> io::Result<u64> {
     let (stall, stop) = (meter.stall, &meter.stop);
     let (mut tcp, mut file, mut total) = (tcp, file, 0u64);
     loop {
-        let thread = tokio::select! {
-            permit = threads.clone().acquire_owned() => permit.map_err(|_| aborted_upload())?,
-            _ = stop.cancelled() => return Err(aborted_upload()),
-        };
+        let thread = meter.thread().await?;
         tcp.set_nonblocking(false)?;
         tcp.set_read_timeout(Some(UPLOAD_IDLE_HOLD.min(stall)))?;
         let tcp_shared = Arc::new(tcp);

@@ -17,7 +17,6 @@ use ferry_proto::listing::{self, EntryKind};
 use ferry_proto::{addr, Reply, VirtualPath};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,18 +29,6 @@ use crate::server::Shared;
 use crate::stream::Stream;
 use crate::tls::SessionToken;
 use crate::vfs::{UploadMode, UploadPlan, Vfs};
-
-/// Waits for one of the blocking threads uploads may hold (`Shared::upload_threads`); the
-/// client's bytes queue in the kernel meanwhile. ABOR or the end of the session stop the wait.
-async fn upload_thread(
-    threads: &Arc<Semaphore>,
-    stop: &CancellationToken,
-) -> Result<OwnedSemaphorePermit> {
-    tokio::select! {
-        permit = threads.clone().acquire_owned() => permit.map_err(|_| aborted()),
-        _ = stop.cancelled() => Err(aborted()),
-    }
-}
 
 /// Shortest time without data-channel progress before a transfer is declared stalled.
 const MIN_STALL: Duration = Duration::from_secs(60);
@@ -678,13 +665,14 @@ impl Session {
                     quota: usage.clone(),
                     reserved: reserved.clone(),
                     stop: stop.clone(),
+                    threads,
                 };
                 if target.is_plain() && !ascii {
                     let tcp = tokio::select! {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
                     };
-                    return data::receive_plain(tcp, file, &meter, &threads)
+                    return data::receive_plain(tcp, file, &meter)
                         .await
                         .map_err(classify);
                 }
@@ -692,7 +680,6 @@ impl Session {
                     s = target.connect() => s?,
                     _ = stop.cancelled() => return Err(aborted()),
                 };
-                let _thread = upload_thread(&threads, &stop).await?;
                 let n = data::receive_file(&mut stream, file, ascii, &meter)
                     .await
                     .map_err(classify)?;
