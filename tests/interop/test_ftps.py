@@ -150,11 +150,12 @@ def test_data_connection_without_session_reuse_is_refused(ferry_server):
 
 
 def test_data_connection_resuming_another_clients_session_is_refused(ferry_server):
-    """The reuse check binds the data connection to *this* control session: a third party
-    with a valid session of its own cannot take over the transfer."""
+    """The reuse check binds the data connection to the user's own control sessions: another
+    user from the same address, with a valid session of their own, cannot take over the
+    transfer."""
     (ferry_server.home() / "f.txt").write_bytes(b"private")
     victim = tls_login(ferry_server, "alice")
-    thief = tls_login(ferry_server, "alice")
+    thief = tls_login(ferry_server, "bob")
     # Let both control sessions receive their TLS 1.3 tickets.
     victim.voidcmd("NOOP")
     thief.voidcmd("NOOP")

@@ -267,3 +267,176 @@ def test_idle_timeout_not_during_transfer(start_server):
     assert time.monotonic() - t0 >= 4
     # No NOOP afterwards: the server finished sending long before this client finished
     # reading its socket buffer, and from then on the idle clock (2 s here) runs, as it should.
+
+
+# ------------------------------------------------ MFMT / MFF (draft-somers-ftp-mfxx)
+
+def _utc(y, mo, d, h, mi, s):
+    import calendar
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+
+
+def test_feat_lists_mfmt_and_mff(ftp):
+    feats = [l.strip() for l in ftp.sendcmd("FEAT").splitlines()[1:-1]]
+    assert "MFMT" in feats, feats
+    assert "MFF modify;" in feats, feats
+    help_text = ftp.sendcmd("HELP")
+    for verb in ("MFMT", "MFF", "CLNT"):
+        assert verb in help_text.split(), help_text
+    assert ftp.sendcmd("HELP MFMT")[:3] == "214"
+
+
+def test_mfmt_sets_modification_time(ferry_server, ftp):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"hello")
+    (home / "d").mkdir()
+    (home / "with space.txt").write_bytes(b"x")
+    assert ftp.sendcmd("MFMT 20200102030405 f.txt") == "213 Modify=20200102030405; f.txt"
+    assert os.stat(home / "f.txt").st_mtime_ns == _utc(2020, 1, 2, 3, 4, 5) * 10**9
+    assert ftp.sendcmd("MDTM f.txt") == "213 20200102030405"
+    assert (home / "f.txt").read_bytes() == b"hello"
+    # Fractions of a second are kept; the path is echoed as given.
+    r = ftp.sendcmd("MFMT 19991231235959.25 /f.txt")
+    assert r == "213 Modify=19991231235959.25; /f.txt", r
+    assert os.stat(home / "f.txt").st_mtime_ns == _utc(1999, 12, 31, 23, 59, 59) * 10**9 + 250_000_000
+    assert ftp.sendcmd("MFMT 20010203040506 with space.txt").endswith("; with space.txt")
+    assert os.stat(home / "with space.txt").st_mtime == _utc(2001, 2, 3, 4, 5, 6)
+    # Directories too.
+    assert ftp.sendcmd("MFMT 20100101000000 d")[:3] == "213"
+    assert os.stat(home / "d").st_mtime == _utc(2010, 1, 1, 0, 0, 0)
+
+
+def test_mfmt_errors(ferry_server, ftp):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"x")
+    (home / ".f.txt.ferry-part").write_bytes(b"part")
+    before = os.stat(home / "f.txt").st_mtime_ns
+    assert code(ftp.sendcmd, "MFMT 20200102030405 missing.txt") == 550
+    assert code(ftp.sendcmd, "MFMT 20201302030405 f.txt") == 501  # month 13
+    assert code(ftp.sendcmd, "MFMT yesterday f.txt") == 501
+    assert code(ftp.sendcmd, "MFMT 20200102030405") == 501
+    assert code(ftp.sendcmd, "MFMT 20200102030405 /../../etc/passwd") == 550
+    assert code(ftp.sendcmd, "MFMT 20200102030405 .f.txt.ferry-part") == 553
+    assert os.stat(home / "f.txt").st_mtime_ns == before
+    assert ftp.voidcmd("NOOP")[:3] == "200"
+
+
+def test_mfmt_needs_login(ferry_server):
+    (ferry_server.home() / "f.txt").write_bytes(b"x")
+    c = ferry_server.raw()
+    assert c.cmd("MFMT 20200102030405 f.txt").code == 530
+
+
+def test_mfmt_does_not_follow_links_out_of_the_home(ferry_server, ftp, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"secret")
+    before = os.stat(outside).st_mtime_ns
+    os.symlink(str(outside), ferry_server.home() / "out")
+    assert code(ftp.sendcmd, "MFMT 20200102030405 out") == 550
+    assert os.stat(outside).st_mtime_ns == before
+
+
+def test_mff_modify(ferry_server, ftp):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"x")
+    r = ftp.sendcmd("MFF modify=20200102030405; f.txt")
+    assert r == "213 modify=20200102030405; f.txt", r
+    assert os.stat(home / "f.txt").st_mtime == _utc(2020, 1, 2, 3, 4, 5)
+    # Fact names are case-insensitive.
+    assert ftp.sendcmd("MFF Modify=20210102030405; f.txt")[:3] == "213"
+    assert os.stat(home / "f.txt").st_mtime == _utc(2021, 1, 2, 3, 4, 5)
+    before = os.stat(home / "f.txt").st_mtime_ns
+    assert code(ftp.sendcmd, "MFF UNIX.mode=0777; f.txt") == 504
+    assert code(ftp.sendcmd, "MFF create=20200102030405;modify=20200102030405; f.txt") == 504
+    assert code(ftp.sendcmd, "MFF modify=2020; f.txt") == 501
+    assert code(ftp.sendcmd, "MFF modify=20200102030405; missing.txt") == 550
+    assert os.stat(home / "f.txt").st_mtime_ns == before
+
+
+# ------------------------------------------------------------------ CLNT
+
+def _log_contains(srv, text, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in srv.log_path.read_text(errors="replace"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_clnt_before_login_is_noted_and_logged(ferry_server):
+    c = ferry_server.raw()
+    r = c.cmd("CLNT FileZilla 3.66.4")
+    assert r.code == 200, r
+    c.login("alice", PASSWORDS["alice"])
+    stat = c.cmd("STAT")
+    assert stat.code == 211 and any("FileZilla 3.66.4" in l for l in stat.lines), stat
+    assert _log_contains(ferry_server, "client=FileZilla 3.66.4")
+    assert c.cmd("CLNT").code == 501
+
+
+def test_clnt_name_is_escaped_and_capped_in_the_log(ferry_server):
+    c = ferry_server.raw()
+    assert c.cmd(b"CLNT evil\x1b[31m" + b"x" * 500).code == 200
+    assert c.cmd("NOOP").code == 200
+    assert _log_contains(ferry_server, "client=evil\\u{1b}[31m")
+    log = ferry_server.log_path.read_bytes()
+    assert b"\x1b[31m" not in log
+    assert b"x" * 200 not in log
+
+
+# ------------------------------------------------------ backslash in names
+
+def test_backslash_is_an_ordinary_name_character(ferry_server, ftp):
+    home = ferry_server.home()
+    name = "a\\b.txt"
+    data = b"backslash content\n"
+    assert stor_bytes(ftp, name, data)[:3] == "226"
+    assert (home / name).read_bytes() == data
+    assert sorted(os.listdir(home)) == [name]  # one file, no directory "a"
+    out = io.BytesIO()
+    ftp.retrbinary(f"RETR {name}", out.write)
+    assert out.getvalue() == data
+    assert name in ftp.nlst()
+    lines: list[str] = []
+    ftp.retrlines("LIST", lines.append)
+    assert any(l.endswith(" " + name) for l in lines), lines
+    assert ftp.size(name) == len(data)
+    assert ftp.delete(name)[:3] == "250"
+    assert not (home / name).exists()
+    # Windows-style "up" is just a name that does not exist.
+    assert code(ftp.sendcmd, "SIZE ..\\..\\etc\\passwd") == 550
+
+
+# ------------------------------------------------------ REST past the end
+
+def test_rest_past_end_then_stor_is_554_and_leaves_the_file(ferry_server):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"abcdef")
+    c = ferry_server.raw("alice")
+    c.pasv()
+    assert c.cmd("REST 100").code == 350
+    r = c.cmd("STOR f.txt")
+    assert r.code == 554, r  # no 150 before it
+    assert (home / "f.txt").read_bytes() == b"abcdef"
+    assert not (home / ".f.txt.ferry-part").exists()
+    # A part file shorter than the offset does not help either.
+    (home / ".f.txt.ferry-part").write_bytes(b"xyz")
+    c.pasv()
+    assert c.cmd("REST 7").code == 350
+    assert c.cmd("STOR f.txt").code == 554
+    assert (home / "f.txt").read_bytes() == b"abcdef"
+    assert (home / ".f.txt.ferry-part").read_bytes() == b"xyz"
+    # A missing file has no bytes to resume after.
+    c.pasv()
+    assert c.cmd("REST 5").code == 350
+    assert c.cmd("STOR new.txt").code == 554
+    assert not (home / "new.txt").exists()
+    assert c.cmd("NOOP").code == 200
+
+
+def test_rest_at_the_end_still_resumes(ferry_server, ftp):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"abcdef")
+    assert stor_bytes(ftp, "f.txt", b"gh", rest=6)[:3] == "226"
+    assert (home / "f.txt").read_bytes() == b"abcdefgh"

@@ -1,7 +1,9 @@
 //! FTP commands: parsing a control line into a [`Command`] and printing it back.
 //!
 //! Covers RFC 959 (the base protocol), RFC 2389 (FEAT, OPTS), RFC 2428 (EPRT, EPSV), RFC 3659
-//! (SIZE, MDTM, MLST, MLSD, REST STREAM) and the X-prefixed aliases of RFC 775 (XPWD, XCWD, ...).
+//! (SIZE, MDTM, MLST, MLSD, REST STREAM), draft-somers-ftp-mfxx (MFMT, MFF), CLNT (sent by
+//! FileZilla and others, never standardised) and the X-prefixed aliases of RFC 775 (XPWD, XCWD,
+//! ...).
 //! Verbs are case-insensitive; the argument is everything after the first space, kept verbatim
 //! because file names may contain and even start with spaces. A line that is not UTF-8 is a
 //! syntax error: Ferry advertises UTF8 (RFC 2640) and stores names as UTF-8.
@@ -10,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::addr;
+use crate::listing;
 
 /// A password, kept out of `Debug` output so it can never reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,6 +71,47 @@ impl HashAlgo {
         HashAlgo::ALL
             .into_iter()
             .find(|a| a.name().replace('-', "") == norm)
+    }
+}
+
+/// A UTC time as MFMT and MFF carry it: `YYYYMMDDHHMMSS[.sss]` (RFC 3659 §2.3's `time-val`).
+///
+/// The fraction is kept to the nanosecond (further digits are dropped). [`Display`](fmt::Display)
+/// prints the shortest form that parses back to the same value: no fraction when it is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileTime {
+    /// Unix seconds, UTC (second 60, a leap second, is the next second: unix time has none).
+    pub secs: i64,
+    /// Nanoseconds, below 1_000_000_000.
+    pub nanos: u32,
+}
+
+impl FileTime {
+    /// Parses `YYYYMMDDHHMMSS` with an optional `.` and one or more fraction digits; `None`
+    /// for anything else, including impossible dates (see [`listing::parse_mdtm`]).
+    pub fn parse(s: &str) -> Option<FileTime> {
+        let secs = listing::parse_mdtm(s)?;
+        let nanos = match s.split_once('.') {
+            // parse_mdtm checked the fraction: one or more ASCII digits.
+            Some((_, frac)) => frac
+                .bytes()
+                .chain(std::iter::repeat(b'0'))
+                .take(9)
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')),
+            None => 0,
+        };
+        Some(FileTime { secs, nanos })
+    }
+}
+
+impl fmt::Display for FileTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&listing::format_mdtm(self.secs))?;
+        if self.nanos != 0 {
+            let frac = format!("{:09}", self.nanos);
+            write!(f, ".{}", frac.trim_end_matches('0'))?;
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +186,19 @@ pub enum Command {
         path: String,
         range: Option<(u64, u64)>,
     },
+    /// MFMT time path (draft-somers-ftp-mfxx §3): set a file's modification time.
+    Mfmt {
+        time: FileTime,
+        path: String,
+    },
+    /// MFF facts path (draft-somers-ftp-mfxx §4), with the one fact served: `modify`. Other
+    /// facts are refused while parsing (504).
+    Mff {
+        modify: FileTime,
+        path: String,
+    },
+    /// CLNT name: the client says what it is. Free text, only remembered and logged.
+    Clnt(String),
 }
 
 /// Why a line is not a command we can run; each maps to one reply code.
@@ -311,6 +368,24 @@ impl Command {
                 let (path, range) = split_legacy_range(&need(arg)?);
                 Command::XHash { algo, path, range }
             }
+            "MFMT" => {
+                let a = need(arg)?;
+                let bad =
+                    || ParseError::Syntax("MFMT needs YYYYMMDDHHMMSS[.sss] and a path".into());
+                let (time, path) = a.split_once(' ').ok_or_else(bad)?;
+                if path.is_empty() {
+                    return Err(bad());
+                }
+                Command::Mfmt {
+                    time: FileTime::parse(time).ok_or_else(bad)?,
+                    path: path.to_owned(),
+                }
+            }
+            "MFF" => {
+                let (modify, path) = parse_mff(&need(arg)?)?;
+                Command::Mff { modify, path }
+            }
+            "CLNT" => Command::Clnt(need(arg)?),
             _ => return Err(ParseError::Unknown(verb)),
         })
     }
@@ -370,8 +445,41 @@ impl Command {
                 HashAlgo::Sha512 => "XSHA512",
                 HashAlgo::Crc32 => "XCRC",
             },
+            Command::Mfmt { .. } => "MFMT",
+            Command::Mff { .. } => "MFF",
+            Command::Clnt(_) => "CLNT",
         }
     }
+}
+
+/// `fact=value;[fact=value;]... path` of MFF. Fact names are case-insensitive; `modify` is the
+/// one served (a file's other facts are not the client's to set here: `create` does not exist
+/// on Linux, `perm` and `UNIX.mode` are policy), so any other fact is 504 and the command
+/// changes nothing.
+fn parse_mff(arg: &str) -> Result<(FileTime, String), ParseError> {
+    let bad = |what: &str| ParseError::Syntax(format!("MFF needs fact=value; and a path: {what}"));
+    let (facts, path) = arg.split_once(' ').ok_or_else(|| bad("no path"))?;
+    if path.is_empty() {
+        return Err(bad("no path"));
+    }
+    let mut modify = None;
+    for fact in facts.split(';').filter(|f| !f.is_empty()) {
+        let (name, value) = fact
+            .split_once('=')
+            .ok_or_else(|| bad("no '=' in a fact"))?;
+        if !name.eq_ignore_ascii_case("modify") {
+            return Err(ParseError::Unsupported(format!(
+                "MFF fact {name} is not supported; only modify is"
+            )));
+        }
+        let time =
+            FileTime::parse(value).ok_or_else(|| bad("modify needs YYYYMMDDHHMMSS[.sss]"))?;
+        if modify.replace(time).is_some() {
+            return Err(bad("modify given twice"));
+        }
+    }
+    let modify = modify.ok_or_else(|| bad("no fact"))?;
+    Ok((modify, path.to_owned()))
 }
 
 /// "path [start end]" of the legacy hash commands: a trailing pair of numbers is the range
@@ -425,7 +533,10 @@ impl fmt::Display for Command {
             | Command::Allo(a)
             | Command::Site(a)
             | Command::Auth(a)
-            | Command::Hash(a) => write!(f, "{verb} {a}"),
+            | Command::Hash(a)
+            | Command::Clnt(a) => write!(f, "{verb} {a}"),
+            Command::Mfmt { time, path } => write!(f, "MFMT {time} {path}"),
+            Command::Mff { modify, path } => write!(f, "MFF modify={modify}; {path}"),
             Command::Rang(s, e) => write!(f, "RANG {s} {e}"),
             Command::XHash { path, range, .. } => match range {
                 Some((s, e)) => write!(f, "{verb} {path} {s} {e}"),
@@ -546,6 +657,104 @@ mod tests {
     }
 
     #[test]
+    fn file_time_table() {
+        // 2025-11-23T03:57:00Z
+        const NOW: i64 = 1_763_870_220;
+        // (wire form, (secs, nanos) or None, shortest form)
+        type Case = (&'static str, Option<(i64, u32)>, &'static str);
+        let cases: [Case; 9] = [
+            ("20251123035700", Some((NOW, 0)), "20251123035700"),
+            ("20251123035700.0", Some((NOW, 0)), "20251123035700"),
+            (
+                "20251123035700.5",
+                Some((NOW, 500_000_000)),
+                "20251123035700.5",
+            ),
+            (
+                "20251123035700.123",
+                Some((NOW, 123_000_000)),
+                "20251123035700.123",
+            ),
+            (
+                "20251123035700.1234567891",
+                Some((NOW, 123_456_789)),
+                "20251123035700.123456789",
+            ),
+            ("20251123035700.", None, ""),
+            ("2025112303570", None, ""),
+            ("20251131000000", None, ""),
+            ("x20251123035700", None, ""),
+        ];
+        for (s, want, shown) in cases {
+            let got = FileTime::parse(s);
+            assert_eq!(got.map(|t| (t.secs, t.nanos)), want, "{s:?}");
+            if let Some(t) = got {
+                assert_eq!(t.to_string(), shown, "{s:?}");
+                assert_eq!(FileTime::parse(shown), Some(t), "{shown:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mfmt_mff_clnt() {
+        let t = FileTime {
+            secs: 1_582_934_400,
+            nanos: 0,
+        };
+        let cases: Vec<(&str, Result<Command, &str>)> = vec![
+            (
+                "MFMT 20200229000000 a file",
+                Ok(Command::Mfmt {
+                    time: t,
+                    path: "a file".into(),
+                }),
+            ),
+            (
+                "mff Modify=20200229000000; f",
+                Ok(Command::Mff {
+                    modify: t,
+                    path: "f".into(),
+                }),
+            ),
+            (
+                "MFF modify=20200229000000 f",
+                Ok(Command::Mff {
+                    modify: t,
+                    path: "f".into(),
+                }),
+            ),
+            ("CLNT a b", Ok(Command::Clnt("a b".into()))),
+            ("MFMT", Err("501")),
+            ("MFMT 20200229000000", Err("501")),
+            ("MFMT 20200229000000 ", Err("501")),
+            ("MFMT 20200230000000 f", Err("501")),
+            ("MFMT yesterday f", Err("501")),
+            ("MFF f", Err("501")),
+            ("MFF ; f", Err("501")),
+            ("MFF modify; f", Err("501")),
+            ("MFF modify=2020; f", Err("501")),
+            (
+                "MFF modify=20200229000000;modify=20200229000000; f",
+                Err("501"),
+            ),
+            ("MFF UNIX.mode=0644; f", Err("504")),
+            (
+                "MFF create=20200229000000;modify=20200229000000; f",
+                Err("504"),
+            ),
+            ("CLNT", Err("501")),
+        ];
+        for (line, want) in cases {
+            let got = parse(line).map_err(|e| match e {
+                ParseError::Syntax(_) => "501",
+                ParseError::Unsupported(_) => "504",
+                _ => "other",
+            });
+            assert_eq!(got, want, "{line:?}");
+        }
+    }
+
+    #[test]
     fn type_forms() {
         assert_eq!(parse("TYPE A"), Ok(Command::Type(DataType::Ascii)));
         assert_eq!(parse("TYPE a n"), Ok(Command::Type(DataType::Ascii)));
@@ -620,6 +829,12 @@ mod tests {
             "XCRC f 5 6",
             "XSHA1 f",
             "XSHA512 f",
+            "MFMT 20251123035700 f",
+            "MFMT 20251123035700.5 a b",
+            "MFMT 20251123035700.000000001  lead",
+            "MFF modify=20200229000000; f",
+            "MFF modify=20200229000000.25; a;b=c",
+            "CLNT FileZilla 3.66.4",
         ] {
             let cmd = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(cmd.to_string(), line, "display of {cmd:?}");

@@ -6,6 +6,9 @@
 //! result of [`VirtualPath::to_relative`] through a kernel-side jail, which is what actually
 //! stops symlinks from escaping. Normalising here first means `..` can never climb above the
 //! home root lexically (it behaves like `..` at `/` inside a chroot).
+//!
+//! A name may hold any character but NUL, `/` and control characters: `\` included, as on Linux
+//! itself (rclone and vsftpd store such names; the check in `resolve_onto` says why that is safe).
 
 use std::fmt;
 
@@ -19,9 +22,6 @@ pub const MAX_PATH: usize = 4096;
 pub enum PathError {
     /// The argument contained a NUL byte, which no filesystem call can carry.
     Nul,
-    /// The argument contained `\`; refused so Windows-style separators can never be
-    /// interpreted differently by some layer below us.
-    Backslash,
     /// The argument contained another control character (CR, TAB, ...), which would break
     /// reply and listing framing when the name is echoed back.
     Control,
@@ -37,7 +37,6 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             PathError::Nul => "path contains a NUL byte",
-            PathError::Backslash => "path contains a backslash",
             PathError::Control => "path contains a control character",
             PathError::ComponentTooLong => "path component is longer than 255 bytes",
             PathError::TooLong => "path is longer than 4096 bytes",
@@ -53,7 +52,7 @@ impl std::error::Error for PathError {}
 ///
 /// Invariant: always absolute, `/`-separated, with no empty, `.` or `..` components and no
 /// trailing `/` except for the root itself. Every component is at most [`MAX_COMPONENT`]
-/// bytes, contains no NUL or `\`, and the whole is at most [`MAX_PATH`] bytes.
+/// bytes, contains no NUL or control character, and the whole is at most [`MAX_PATH`] bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VirtualPath(String);
 
@@ -68,8 +67,8 @@ impl VirtualPath {
     /// Absolute arguments start at the home root. `..` at the root stays at the root (like
     /// chroot), `.` and repeated `/` are collapsed, a trailing `/` is ignored.
     ///
-    /// Errors: empty argument ([`PathError::Empty`]), NUL ([`PathError::Nul`]), `\`
-    /// ([`PathError::Backslash`]), any component of the argument over [`MAX_COMPONENT`]
+    /// Errors: empty argument ([`PathError::Empty`]), NUL ([`PathError::Nul`]), another control
+    /// character ([`PathError::Control`]), any component of the argument over [`MAX_COMPONENT`]
     /// bytes ([`PathError::ComponentTooLong`], checked even if a later `..` would drop it),
     /// result over [`MAX_PATH`] bytes ([`PathError::TooLong`]).
     pub fn resolve(&self, arg: &str) -> Result<VirtualPath, PathError> {
@@ -149,9 +148,11 @@ fn resolve_onto(base: &str, arg: &str) -> Result<VirtualPath, PathError> {
     if arg.contains('\0') {
         return Err(PathError::Nul);
     }
-    if arg.contains('\\') {
-        return Err(PathError::Backslash);
-    }
+    // `\` is an ordinary name character, not a separator: the server only ever hands these
+    // names to Linux, where `/` is the one separator (cap-std and openat treat `\` as a byte
+    // of the name), so `..\..\etc` is one odd file name in the current directory, never a way
+    // up. Clients that mean a Windows path get "not found". Refusing it would make files that
+    // rclone, vsftpd or a shell user put in a home unreachable.
     if arg.chars().any(char::is_control) {
         return Err(PathError::Control);
     }
@@ -254,8 +255,14 @@ mod tests {
             ("/a", "", Err(PathError::Empty)),
             ("/", "a\0b", Err(PathError::Nul)),
             ("/", "\0", Err(PathError::Nul)),
-            ("/", "a\\b", Err(PathError::Backslash)),
-            ("/", "..\\..\\etc", Err(PathError::Backslash)),
+            ("/", "a\\b", Ok("/a\\b")),
+            ("/", "..\\..\\etc", Ok("/..\\..\\etc")),
+            ("/a", "\\", Ok("/a/\\")),
+            ("/a", "b\\..", Ok("/a/b\\..")),
+            ("/a", "..\\", Ok("/a/..\\")),
+            ("/", "a\nb", Err(PathError::Control)),
+            ("/", "a\x7fb", Err(PathError::Control)),
+            ("/", "a\u{85}b", Err(PathError::Control)),
             ("/", "a\rb", Err(PathError::Control)),
             ("/", "a\tb", Err(PathError::Control)),
             ("/", &long_ok, Ok(&long_ok_expected)),
@@ -313,7 +320,7 @@ mod tests {
 
     #[test]
     fn join_table() {
-        let cases: [(&str, &str, Result<&str, PathError>); 7] = [
+        let cases: [(&str, &str, Result<&str, PathError>); 8] = [
             ("/", "a", Ok("/a")),
             ("/a", "b", Ok("/a/b")),
             ("/a", "b/c", Ok("/a/b/c")),
@@ -321,7 +328,8 @@ mod tests {
             // Unlike resolve, join never restarts at the root.
             ("/a", "/b", Ok("/a/b")),
             ("/a", "", Err(PathError::Empty)),
-            ("/a", "x\\y", Err(PathError::Backslash)),
+            ("/a", "x\\y", Ok("/a/x\\y")),
+            ("/a", "x\ty", Err(PathError::Control)),
         ];
         for (base, name, want) in cases {
             let got = vp(base).join(name);
@@ -348,7 +356,7 @@ mod tests {
     fn error_display() {
         let cases = [
             (PathError::Nul, "path contains a NUL byte"),
-            (PathError::Backslash, "path contains a backslash"),
+            (PathError::Control, "path contains a control character"),
             (
                 PathError::ComponentTooLong,
                 "path component is longer than 255 bytes",

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 use crate::quota::Usage;
 use crate::stream::Stream;
+use crate::tls::SessionOwner;
 use tokio_util::sync::CancellationToken;
 
 /// How the next transfer gets its data connection, set by PASV/EPSV/PORT/EPRT.
@@ -32,7 +33,118 @@ pub enum DataPlan {
     /// usually queued and one accept4(2) takes it, with no epoll registration and no wait for
     /// a readiness event.
     Passive(std::net::TcpListener, u16),
+    /// A passive listener under PROT P, handed to its own task at once: see [`PendingTls`].
+    PassiveTls(PendingTls),
     Active(SocketAddr),
+}
+
+/// How many TLS handshakes one passive listener runs at once: a connection that never
+/// finishes its handshake (or a second client racing for the port) must not keep the real
+/// client's connection waiting in the queue.
+const MAX_DATA_HANDSHAKES: usize = 4;
+/// How many refused TLS data connections one passive listener takes before it gives up.
+const MAX_REFUSED_HANDSHAKES: usize = 8;
+/// How long a passive listener still waits for the right client after refusing a TLS data
+/// connection. A thief races the client to the port, so the client's own connection follows
+/// within milliseconds; a client that was refused itself (it does not resume sessions) gets
+/// its 522 after this.
+const REFUSED_GRACE: Duration = Duration::from_secs(1);
+
+/// A PROT P passive data connection being accepted and TLS-handshaken by a task of its own
+/// from the 227/229 reply on, rather than when the transfer command comes: some clients
+/// (aioftp) start the handshake before they send LIST/STOR, and would wait forever for a
+/// server that waits for the command. Dropping it (another PASV, ABOR, the session's end)
+/// stops the task and closes the listener.
+pub struct PendingTls {
+    task: tokio::task::JoinHandle<Result<Stream>>,
+}
+
+impl std::fmt::Debug for PendingTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingTls")
+    }
+}
+
+impl Drop for PendingTls {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PendingTls {
+    pub fn start(
+        listener: std::net::TcpListener,
+        tls: Arc<crate::tls::Tls>,
+        owner: SessionOwner,
+        timeout: Duration,
+    ) -> PendingTls {
+        PendingTls {
+            task: tokio::spawn(accept_tls(listener, tls, owner, timeout)),
+        }
+    }
+
+    /// The handshaken data connection; 425 if the client has not connected within
+    /// `timeout` (counted from the transfer command, as for plain connections).
+    pub async fn wait(mut self, timeout: Duration) -> Result<Stream> {
+        match tokio::time::timeout(timeout, &mut self.task).await {
+            Err(_) => Err(Error::NoDataConnection("Data connection timed out".into())),
+            Ok(Err(e)) => Err(Error::NoDataConnection(format!(
+                "Data connection failed: {e}"
+            ))),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// Accepts TLS data connections from the control connection's address until one completes a
+/// handshake that resumes an allowed session ([`crate::tls::Tls::accept_data`]); connections
+/// from other addresses are closed unread, refused handshakes are closed and logged, and the
+/// real client's connection is served even while a racing one is still handshaking.
+pub async fn accept_tls(
+    listener: std::net::TcpListener,
+    tls: Arc<crate::tls::Tls>,
+    owner: SessionOwner,
+    timeout: Duration,
+) -> Result<Stream> {
+    let accept_failed =
+        |e: io::Error| Error::NoDataConnection(format!("Cannot accept data connection: {e}"));
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(accept_failed)?;
+    let mut handshakes = tokio::task::JoinSet::new();
+    let mut refused: Option<String> = None;
+    let mut refusals = 0;
+    loop {
+        let waiting_after_refusal = refused.is_some() && handshakes.is_empty();
+        let give_up = async {
+            match waiting_after_refusal {
+                true => tokio::time::sleep(REFUSED_GRACE).await,
+                false => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept(), if handshakes.len() < MAX_DATA_HANDSHAKES => {
+                let (tcp, from) = accepted.map_err(accept_failed)?;
+                if from_peer(Some(from), owner.ip) {
+                    let (tls, owner) = (tls.clone(), owner.clone());
+                    handshakes.spawn(async move { tls.accept_data(tcp, &owner, timeout).await });
+                }
+            }
+            Some(done) = handshakes.join_next() => match done {
+                Ok(Ok(stream)) => return Ok(Stream::Tls(Box::new(stream))),
+                Ok(Err(text)) => {
+                    refusals += 1;
+                    if refusals >= MAX_REFUSED_HANDSHAKES {
+                        return Err(Error::DataTls(text));
+                    }
+                    refused = Some(text);
+                }
+                Err(e) => tracing::warn!(error = %e, "data connection handshake task failed"),
+            },
+            _ = give_up => {
+                let text = refused.take().unwrap_or_default();
+                return Err(Error::DataTls(text));
+            }
+        }
+    }
 }
 
 /// How long a passive listener is kept after a transfer took its connection. A client that

@@ -55,9 +55,35 @@ pub enum Error {
     /// 503: data connection setup refused after EPSV ALL.
     #[error("EPSV ALL in effect, use EPSV")]
     EpsvAllOnly,
+    /// 554 (RFC 959 §4.2: "Requested action not taken: invalid REST parameter"): the REST
+    /// offset lies past the end of the file a RETR or STOR would continue. Sent instead of the
+    /// 150, before any data connection is used or any file touched. The jail reports it as
+    /// [`crate::vfs::RestPastEnd`] inside an `io::Error`; `From<io::Error>` lifts it here.
+    #[error("{0}")]
+    BadRestOffset(String),
     /// 550 / 452 / 451 ...: an IO error from the jail, by kind (see [`io_reply`]).
     #[error("{0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+/// The text of [`Error::BadRestOffset`] when the jail found the offset past the end.
+const REST_PAST_END: &str = "Invalid REST parameter: the offset is past the end of the file";
+
+/// Whether an IO error is the jail's [`crate::vfs::RestPastEnd`].
+fn is_rest_past_end(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|r| r.is::<crate::vfs::RestPastEnd>())
+}
+
+/// IO errors from the jail, with the domain errors it carries inside them lifted to their
+/// own variants so the reply table can match them.
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        if is_rest_past_end(&e) {
+            return Error::BadRestOffset(REST_PAST_END.to_owned());
+        }
+        Error::Io(e)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -80,10 +106,7 @@ impl Error {
             Error::BadArgument(text) => Reply::new(501, text),
             Error::Path(e) => {
                 let code = match e {
-                    PathError::Nul
-                    | PathError::Backslash
-                    | PathError::Control
-                    | PathError::ComponentTooLong => 553,
+                    PathError::Nul | PathError::Control | PathError::ComponentTooLong => 553,
                     PathError::TooLong | PathError::Empty => 550,
                 };
                 Reply::new(code, capitalize(&e.to_string()))
@@ -97,6 +120,9 @@ impl Error {
             Error::NetworkProtocol(_) => Reply::new(522, self.to_string()),
             Error::ProtRequired => Reply::new(521, self.to_string()),
             Error::DataTls(text) => Reply::new(522, text),
+            Error::BadRestOffset(text) => Reply::new(554, text),
+            // Built as `Error::Io(e)` rather than through `From`: the same 554.
+            Error::Io(e) if is_rest_past_end(e) => Reply::new(554, REST_PAST_END),
             Error::Io(e) => io_reply(e),
         }
     }
@@ -114,12 +140,6 @@ fn io_reply(e: &io::Error) -> Reply {
         NotADirectory => (550, "Not a directory"),
         IsADirectory => (550, "Is a directory"),
         InvalidFilename => (553, "File name not allowed"),
-        InvalidInput
-            if e.get_ref()
-                .is_some_and(|r| r.is::<crate::vfs::RestPastEnd>()) =>
-        {
-            (554, "Restart offset is past the end of the file")
-        }
         InvalidInput => (550, "Invalid path"),
         ResourceBusy
             if e.get_ref()
@@ -173,6 +193,20 @@ mod tests {
             553
         );
         assert_eq!(code(Error::Io(io::Error::other("boom"))), 451);
+        assert_eq!(code(Error::BadRestOffset("x".into())), 554);
+    }
+
+    /// The jail's REST-past-the-end marker becomes 554 however it reaches the table, and no
+    /// other InvalidInput does.
+    #[test]
+    fn rest_past_end_is_554() {
+        let marker = || io::Error::new(io::ErrorKind::InvalidInput, crate::vfs::RestPastEnd);
+        let lifted = Error::from(marker());
+        assert!(matches!(lifted, Error::BadRestOffset(_)), "{lifted:?}");
+        assert_eq!(lifted.reply().code, 554);
+        assert_eq!(Error::Io(marker()).reply().code, 554);
+        let other = Error::from(io::Error::from(io::ErrorKind::InvalidInput));
+        assert_eq!(other.reply().code, 550);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Shared {
     pub config: Config,
     pub auth: Authenticator,
     /// `None` when `tls = "off"`.
-    pub tls: Option<Tls>,
+    pub tls: Option<Arc<Tls>>,
     pub guard: LoginGuard,
     pub quotas: QuotaRegistry,
     pub homes: crate::vfs::Homes,
@@ -104,7 +104,7 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 auth,
-                tls,
+                tls: tls.map(Arc::new),
                 guard,
                 quotas,
                 homes: crate::vfs::Homes::default(),

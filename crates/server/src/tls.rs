@@ -1,19 +1,36 @@
 //! TLS for FTPS (RFC 4217): the server certificate, the rustls configuration, and the
 //! handshakes for control and data connections.
 //!
-//! Data-connection session reuse: every control connection gets a random 16-byte token, embedded
-//! in the TLS session tickets it is issued (`set_resumption_data`). A data connection must
-//! resume a session (`HandshakeKind::Resumed`) whose ticket carries the same token, so it can only
-//! come from the client that owns this control connection — which is what vsftpd's
-//! `require_ssl_reuse` promises, and what stops a third party from grabbing the transfer.
+//! Data-connection session reuse: every control connection gets a random 16-byte token, and
+//! every TLS session it is issued carries that token: a session ticket (TLS 1.3, and TLS 1.2
+//! with tickets) has it sealed inside, a TLS 1.2 session-ID cache entry stores it beside the
+//! session. [`TaggedTickets`] and [`TaggedSessions`] wrap rustls' ticketer and cache to do that;
+//! they learn which control connection a handshake belongs to from [`HandshakeScope`], a
+//! thread-local set around each poll of the handshake (rustls calls the ticketer and the cache
+//! synchronously inside that poll). rustls' own `received_resumption_data` is not used: it is
+//! only filled in on TLS 1.3 resumption, which locked every TLS 1.2 client out.
+//!
+//! A data connection must resume a session (`HandshakeKind::Resumed`) whose token is its own
+//! control connection's, or that of another live, logged-in control connection of the same user
+//! from the same address ([`Sessions`]): rclone keeps one TLS session cache per host for all its
+//! parallel connections, and a client sharing sessions between its own connections steals
+//! nothing from itself. Anyone else (another user, another address, a client that does not
+//! resume at all) is refused, which is what vsftpd's `require_ssl_reuse` promises: the data
+//! connection cannot be taken by a third party that races the client to the passive port.
 
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{HandshakeKind, ServerConfig};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
@@ -30,7 +47,18 @@ pub struct Tls {
     /// SHA-256 of the certificate (DER), "AB:CD:..." as clients show it.
     pub fingerprint: String,
     pub require_reuse: bool,
+    /// Logged-in control connections by token: whose sessions a data connection may resume.
+    pub sessions: Arc<Sessions>,
 }
+
+/// The text of a 522 for a data connection that did not resume an allowed session. It names
+/// the client-side fix and the server-side switch, since the person who reads it may be
+/// either.
+pub const REUSE_REQUIRED: &str = "TLS session reuse required: the data connection must resume \
+the TLS session of this control connection (or of another of your logged-in connections from \
+the same address). Use a client that resumes sessions (curl, lftp, FileZilla, WinSCP, rclone); \
+for Python ftplib pass session=self.sock.session when wrapping the data socket; or ask the \
+administrator to set tls_require_session_reuse = false";
 
 /// Where the certificate came from, for the start-up message.
 pub enum CertSource {
@@ -85,9 +113,10 @@ impl Tls {
             .map_err(|e| format!("TLS certificate/key: {e}"))?;
         // Stateless tickets can be presented more than once, so one control session can resume
         // for many data connections; the cache serves TLS 1.2 clients without tickets.
-        config.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?;
-        config.session_storage = ServerSessionMemoryCache::new(4096);
+        config.ticketer = Arc::new(TaggedTickets(
+            rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?,
+        ));
+        config.session_storage = Arc::new(TaggedSessions(ServerSessionMemoryCache::new(4096)));
         config.send_tls13_tickets = 4;
         // Data connections resume the control session and need no tickets of their own. Sent
         // after the handshake, tickets are bytes an uploading client never reads, and closing
@@ -101,6 +130,7 @@ impl Tls {
                 data_acceptor: TlsAcceptor::from(Arc::new(data_config)),
                 fingerprint,
                 require_reuse,
+                sessions: Arc::new(Sessions::default()),
             },
             source,
         ))
@@ -113,9 +143,7 @@ impl Tls {
         token: SessionToken,
         timeout: Duration,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        let accept = self
-            .acceptor
-            .accept_with(tcp, |conn| conn.set_resumption_data(&token));
+        let accept = HandshakeScope::new(token, self.acceptor.accept(tcp));
         match tokio::time::timeout(timeout, accept).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
@@ -125,29 +153,205 @@ impl Tls {
         }
     }
 
-    /// Handshake on a data connection; with reuse required, it must resume the control session.
+    /// Handshake on a data connection of the control connection `owner`; with reuse
+    /// required, it must resume a session that `owner` may use (see the module doc). Every
+    /// error is the text of a 522.
     pub async fn accept_data(
         &self,
         tcp: TcpStream,
-        token: SessionToken,
+        owner: &SessionOwner,
         timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, String> {
-        let accept = self
-            .data_acceptor
-            .accept_with(tcp, |conn| conn.set_resumption_data(&token));
-        let stream = match tokio::time::timeout(timeout, accept).await {
+        let mut accept = HandshakeScope::new(owner.token, self.data_acceptor.accept(tcp));
+        let stream = match tokio::time::timeout(timeout, &mut accept).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("TLS handshake on data connection failed: {e}")),
             Err(_) => return Err("TLS handshake on data connection timed out".into()),
         };
         if self.require_reuse {
-            let conn = stream.get_ref().1;
-            let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
-            if !resumed || conn.received_resumption_data() != Some(&token[..]) {
-                return Err("TLS session reuse required: the data connection must resume the control connection's TLS session".into());
+            let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+            let allowed = match accept.presented {
+                Some(presented) if resumed => self.sessions.may_resume(owner, &presented),
+                _ => false,
+            };
+            if !allowed {
+                tracing::info!(
+                    resumed,
+                    presented_known = accept.presented.is_some(),
+                    "data connection refused: TLS session reuse required"
+                );
+                return Err(REUSE_REQUIRED.into());
             }
         }
         Ok(stream)
+    }
+}
+
+/// Who a data connection belongs to: its control connection's token, and the user and
+/// address that connection logged in as (`None` before login).
+#[derive(Debug, Clone)]
+pub struct SessionOwner {
+    pub token: SessionToken,
+    pub user: Option<Arc<str>>,
+    pub ip: IpAddr,
+}
+
+/// The live, logged-in control connections by token (user and address). An entry lives as
+/// long as its [`Registration`].
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<SessionToken, (Arc<str>, IpAddr)>>,
+}
+
+impl Sessions {
+    /// Records a control connection that logged in; dropping the result removes it.
+    pub fn register(
+        self: &Arc<Self>,
+        token: SessionToken,
+        user: Arc<str>,
+        ip: IpAddr,
+    ) -> Registration {
+        self.table().insert(token, (user, ip));
+        Registration {
+            sessions: self.clone(),
+            token,
+        }
+    }
+
+    /// Whether a data connection of `owner` may resume a session issued to `presented`: its
+    /// own, or a live one of the same user from the same address.
+    pub fn may_resume(&self, owner: &SessionOwner, presented: &SessionToken) -> bool {
+        if *presented == owner.token {
+            return true;
+        }
+        let Some(user) = &owner.user else {
+            return false;
+        };
+        match self.table().get(presented) {
+            Some((other_user, other_ip)) => other_user == user && *other_ip == owner.ip,
+            None => false,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<SessionToken, (Arc<str>, IpAddr)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A control connection's entry in [`Sessions`], removed when dropped (the session ends).
+#[derive(Debug)]
+pub struct Registration {
+    sessions: Arc<Sessions>,
+    token: SessionToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sessions.table().remove(&self.token);
+    }
+}
+
+thread_local! {
+    /// The token of the control connection whose handshake this thread is running right now.
+    static ISSUING: Cell<Option<SessionToken>> = const { Cell::new(None) };
+    /// The token found in the session the client presented during that handshake.
+    static PRESENTED: Cell<Option<SessionToken>> = const { Cell::new(None) };
+}
+
+/// A TLS handshake future run with its control connection's token in [`ISSUING`] during each
+/// poll, so the ticketer and the session cache (called by rustls inside the poll, on this
+/// thread) tag new sessions with it and report which token a resumed one carried.
+pub struct HandshakeScope<F> {
+    inner: F,
+    token: SessionToken,
+    /// The token of the session the client offered and rustls could open, if any.
+    pub presented: Option<SessionToken>,
+}
+
+impl<F> HandshakeScope<F> {
+    fn new(token: SessionToken, inner: F) -> Self {
+        HandshakeScope {
+            inner,
+            token,
+            presented: None,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for HandshakeScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        ISSUING.set(Some(this.token));
+        PRESENTED.set(this.presented);
+        let out = Pin::new(&mut this.inner).poll(cx);
+        this.presented = PRESENTED.take();
+        ISSUING.set(None);
+        out
+    }
+}
+
+/// Length of the token prefix sealed into every ticket and cache entry.
+const TAG: usize = std::mem::size_of::<SessionToken>();
+
+/// Seals a tagged session value: the issuing connection's token, then rustls' bytes. Outside a
+/// [`HandshakeScope`] (never, in practice) the tag is all zeros, which no live connection has.
+fn tag(plain: &[u8]) -> Vec<u8> {
+    let token = ISSUING.get().unwrap_or([0; TAG]);
+    let mut tagged = Vec::with_capacity(TAG + plain.len());
+    tagged.extend_from_slice(&token);
+    tagged.extend_from_slice(plain);
+    tagged
+}
+
+/// Opens a tagged session value: records its token as the one presented, returns rustls'
+/// bytes.
+fn untag(mut tagged: Vec<u8>) -> Option<Vec<u8>> {
+    let token: SessionToken = tagged.get(..TAG)?.try_into().ok()?;
+    PRESENTED.set(Some(token));
+    tagged.drain(..TAG);
+    Some(tagged)
+}
+
+/// rustls' ticketer with the issuing connection's token sealed inside each ticket (encrypted
+/// and authenticated with the rest, so a client can neither read nor change it).
+#[derive(Debug)]
+struct TaggedTickets(Arc<dyn ProducesTickets>);
+
+impl ProducesTickets for TaggedTickets {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(&tag(plain))
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        untag(self.0.decrypt(cipher)?)
+    }
+}
+
+/// rustls' session-ID cache (TLS 1.2 clients without tickets) with the issuing connection's
+/// token stored beside each session; the cache stays on the server, so the client never sees
+/// it.
+#[derive(Debug)]
+struct TaggedSessions(Arc<ServerSessionMemoryCache>);
+
+impl StoresServerSessions for TaggedSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.put(key, tag(&value))
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        untag(self.0.get(key)?)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        untag(self.0.take(key)?)
+    }
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
     }
 }
 
@@ -204,6 +408,169 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client configuration trusting `cert`, limited to one TLS version, that keeps and
+    /// offers sessions as curl and lftp do (one store for all its connections).
+    fn client_config(
+        cert: &Path,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(cert).expect("cert") {
+            roots.add(c.expect("pem")).expect("add");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[version])
+                .expect("version")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    struct Rig {
+        tls: Arc<Tls>,
+        listener: tokio::net::TcpListener,
+        cert: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        async fn new() -> Rig {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (tls, _) = Tls::load(None, None, dir.path(), true).expect("tls");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            Rig {
+                tls: Arc::new(tls),
+                listener,
+                cert: dir.path().join("tls/cert.pem"),
+                _dir: dir,
+            }
+        }
+
+        /// A control connection for `token`: handshake, then one byte each way so the client
+        /// has read the session tickets sent after a TLS 1.3 handshake.
+        async fn control(&self, client: &Arc<rustls::ClientConfig>, token: SessionToken) {
+            let addr = self.listener.local_addr().expect("addr");
+            let connector = tokio_rustls::TlsConnector::from(client.clone());
+            let name = ServerName::try_from("localhost").expect("name");
+            let (client_side, server_side) = tokio::join!(
+                async {
+                    let tcp = TcpStream::connect(addr).await.expect("connect");
+                    let mut s = connector
+                        .connect(name, tcp)
+                        .await
+                        .expect("client handshake");
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).await.expect("read");
+                    s
+                },
+                async {
+                    let (tcp, _) = self.listener.accept().await.expect("accept");
+                    let mut s = self
+                        .tls
+                        .accept_control(tcp, token, Duration::from_secs(5))
+                        .await
+                        .expect("server handshake");
+                    s.write_all(b"x").await.expect("write");
+                    s.flush().await.expect("flush");
+                    s
+                }
+            );
+            drop((client_side, server_side));
+        }
+
+        /// A data connection of `owner` from a client using `client`: what the server decides.
+        async fn data(
+            &self,
+            client: &Arc<rustls::ClientConfig>,
+            owner: &SessionOwner,
+        ) -> Result<(), String> {
+            let addr = self.listener.local_addr().expect("addr");
+            let connector = tokio_rustls::TlsConnector::from(client.clone());
+            let name = ServerName::try_from("localhost").expect("name");
+            let (_, server) = tokio::join!(
+                async {
+                    let tcp = TcpStream::connect(addr).await.expect("connect");
+                    connector.connect(name, tcp).await.ok()
+                },
+                async {
+                    let (tcp, _) = self.listener.accept().await.expect("accept");
+                    self.tls
+                        .accept_data(tcp, owner, Duration::from_secs(5))
+                        .await
+                        .map(|_| ())
+                }
+            );
+            server
+        }
+    }
+
+    fn owner(token: SessionToken, user: &str) -> SessionOwner {
+        SessionOwner {
+            token,
+            user: Some(Arc::from(user)),
+            ip: "127.0.0.1".parse().expect("ip"),
+        }
+    }
+
+    /// TLS 1.2 and 1.3 alike: a data connection resuming its own control session is accepted,
+    /// one resuming the session of another live connection of the same user and address is
+    /// accepted (rclone), another user's or a finished connection's session is refused, and a
+    /// fresh handshake is refused with the text that says what to change.
+    #[tokio::test]
+    async fn data_connections_resume_only_sessions_their_user_may_use() {
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let rig = Rig::new().await;
+            let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+            let (alice_a, alice_b, bob) = (new_token(), new_token(), new_token());
+            let _reg_a = rig.tls.sessions.register(alice_a, Arc::from("alice"), ip);
+            let _reg_b = rig.tls.sessions.register(alice_b, Arc::from("alice"), ip);
+            let _reg_bob = rig.tls.sessions.register(bob, Arc::from("bob"), ip);
+
+            // Alice's client, connection A: its own data connection resumes.
+            let alice = client_config(&rig.cert, version);
+            rig.control(&alice, alice_a).await;
+            assert_eq!(
+                rig.data(&alice, &owner(alice_a, "alice")).await,
+                Ok(()),
+                "{version:?}"
+            );
+            // The same client's session, used by its connection B: still alice, same address.
+            rig.control(&alice, alice_a).await;
+            assert_eq!(
+                rig.data(&alice, &owner(alice_b, "alice")).await,
+                Ok(()),
+                "{version:?}"
+            );
+
+            // Bob's session offered for alice's transfer: refused.
+            let thief = client_config(&rig.cert, version);
+            rig.control(&thief, bob).await;
+            let refused = rig.data(&thief, &owner(alice_a, "alice")).await;
+            assert_eq!(refused, Err(REUSE_REQUIRED.to_owned()), "{version:?}");
+
+            // A client that does not resume (a fresh configuration has no sessions): refused,
+            // and the text names the switch.
+            let fresh = client_config(&rig.cert, version);
+            let refused = rig.data(&fresh, &owner(alice_a, "alice")).await;
+            assert!(refused.is_err_and(|t| t.contains("tls_require_session_reuse")));
+
+            // Once connection B has ended, its sessions no longer serve anyone else.
+            let gone = new_token();
+            let reg_gone = rig.tls.sessions.register(gone, Arc::from("alice"), ip);
+            let client = client_config(&rig.cert, version);
+            rig.control(&client, gone).await;
+            drop(reg_gone);
+            let refused = rig.data(&client, &owner(alice_a, "alice")).await;
+            assert_eq!(refused, Err(REUSE_REQUIRED.to_owned()), "{version:?}");
+        }
+    }
 
     #[test]
     fn first_load_creates_then_reuses_the_certificate() {

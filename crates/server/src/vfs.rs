@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions};
+use ferry_proto::glob::Pattern;
 use ferry_proto::listing::{Entry, EntryKind};
-use ferry_proto::VirtualPath;
+use ferry_proto::{FileTime, VirtualPath};
 
 use crate::quota::{is_part_name, PART_SUFFIX};
 
@@ -117,7 +118,8 @@ pub struct Replacement {
     pub old_size: Option<u64>,
 }
 
-/// An upload's restart offset lies past the end of the file (REST too large): 554.
+/// An upload's restart offset lies past the end of the file (REST too large): 554, as
+/// `Error::BadRestOffset` (the session's error type lifts it out of the `io::Error`).
 #[derive(Debug)]
 pub struct RestPastEnd;
 
@@ -312,6 +314,17 @@ impl Vfs {
         Ok(names)
     }
 
+    /// The names in `dir` that match the wildcard `pattern` ([`ferry_proto::glob`]), sorted;
+    /// upload part files are never among them. For `NLST *.txt` / `LIST a?c`: the pattern is
+    /// one name, matched against `dir`'s entries (a `*` does not match a leading dot).
+    pub fn glob(&self, dir: &VirtualPath, pattern: &str) -> io::Result<Vec<String>> {
+        let pattern = Pattern::new(pattern);
+        let mut names = read_names(&self.root.open_dir(dir.to_relative())?)?;
+        names.retain(|name| pattern.matches(name));
+        names.sort_unstable();
+        Ok(names)
+    }
+
     /// One listing entry: the name's own facts, or its target's for a symlink that resolves
     /// inside the home.
     fn list_entry(&self, dir: &Dir, rel: &str, name: String) -> io::Result<Entry> {
@@ -392,10 +405,7 @@ impl Vfs {
         if let WriteMode::Resume(offset) = mode {
             use std::io::Seek;
             if offset > meta.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "restart offset past end of file",
-                ));
+                return Err(rest_past_end());
             }
             file.set_len(offset)?;
             let mut f = &file;
@@ -459,7 +469,8 @@ impl Vfs {
     ///   when the upload completes ([`Vfs::finish_upload`]); until then the old content stays
     ///   readable, and a failed upload leaves the part for a later resume;
     /// - REST n + STOR continues that part file if it holds at least n bytes (its first n
-    ///   bytes are the new content's), else resumes the target itself in place;
+    ///   bytes are the new content's), else resumes the target itself in place from n; an n
+    ///   beyond both is [`RestPastEnd`] (554) and touches nothing;
     /// - APPE appends in place.
     pub fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> io::Result<UploadPlan> {
         if path_is_part(target) {
@@ -520,12 +531,14 @@ impl Vfs {
                         claim,
                     });
                 }
+                // Checked here, before the open: a resume past the end must leave the file as
+                // it is (open_write checks again, against the size it opened).
                 match old {
-                    Some(size) => {
+                    Some(size) if rest <= size => {
                         let file = self.open_write(target, WriteMode::Resume(rest))?;
-                        Ok(direct(file, rest, size.saturating_sub(rest), false, claim))
+                        Ok(direct(file, rest, size - rest, false, claim))
                     }
-                    None => Err(rest_past_end()),
+                    _ => Err(rest_past_end()),
                 }
             }
         }
@@ -601,6 +614,70 @@ impl Vfs {
             Ok(Some(size)) if self.root.remove_file(part.to_relative()).is_ok() => size,
             _ => 0,
         }
+    }
+
+    /// Sets the modification time of a file or directory (MFMT, MFF); the access time stays.
+    ///
+    /// The last component is looked up in its parent, opened through the jail, and its time is
+    /// set with `utimensat(AT_SYMLINK_NOFOLLOW)` relative to that descriptor: no symlink is
+    /// followed by the kernel outside cap-std's checked walk. A symlink is followed like every
+    /// other command follows one: opened through the jail (so only a target inside the home),
+    /// and its target's time set with `futimens` on the descriptor. Anything but a regular
+    /// file or a directory is refused, as are upload part files.
+    pub fn set_modified(&self, path: &VirtualPath, time: FileTime) -> io::Result<()> {
+        use rustix::fs::{AtFlags, Timespec, Timestamps, UTIME_OMIT};
+        if path_is_part(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidFilename,
+                "reserved file name",
+            ));
+        }
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: time.secs,
+                tv_nsec: time.nanos.into(),
+            },
+        };
+        let set_in = |dir: &Dir, name: &str| -> io::Result<()> {
+            let meta = dir.symlink_metadata(name)?;
+            if meta.is_symlink() {
+                return self.set_modified_through_link(path, &times);
+            }
+            if !(meta.is_file() || meta.is_dir()) {
+                return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            }
+            rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+            Ok(())
+        };
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => set_in(&self.root.open_dir(parent.to_relative())?, name),
+            // The home itself.
+            _ => set_in(&self.root.dir, "."),
+        }
+    }
+
+    /// [`Vfs::set_modified`] of a symlink's target, opened through the jail.
+    fn set_modified_through_link(
+        &self,
+        path: &VirtualPath,
+        times: &rustix::fs::Timestamps,
+    ) -> io::Result<()> {
+        use cap_std::fs::OpenOptionsExt as _;
+        // O_NONBLOCK: a link to a FIFO must not hold the thread waiting for a writer.
+        let mut opts = OpenOptions::new();
+        opts.read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+        let file = self.root.open_with(path.to_relative(), &opts)?;
+        let meta = file.metadata()?;
+        if !(meta.is_file() || meta.is_dir()) {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        rustix::fs::futimens(&file, times)?;
+        Ok(())
     }
 
     /// Checks that a path exists (for RNFR) without following a final symlink.
@@ -922,6 +999,120 @@ mod tests {
         assert!(vfs
             .open_upload(&vp(".f.ferry-part"), UploadMode::Appe)
             .is_err());
+    }
+
+    /// REST past the end of both the target and its part file is the 554 marker, and
+    /// neither file changes; the claim on the name is given back.
+    #[test]
+    fn rest_past_the_end_is_refused_before_touching_anything() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let vfs = Vfs::open(tmp.path()).expect("open");
+        std::fs::write(tmp.path().join("f"), b"abcdef").expect("write");
+        let is_554 = |r: io::Result<UploadPlan>| {
+            let e = r.expect_err("past the end");
+            assert!(e.get_ref().is_some_and(|r| r.is::<RestPastEnd>()), "{e:?}");
+        };
+        is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 100 }));
+        is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 7 }));
+        std::fs::write(tmp.path().join(".f.ferry-part"), b"xyz").expect("write");
+        is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 100 }));
+        is_554(vfs.open_upload(&vp("missing"), UploadMode::Stor { rest: 1 }));
+        assert_eq!(
+            std::fs::read(tmp.path().join("f")).expect("read"),
+            b"abcdef"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join(".f.ferry-part")).expect("read"),
+            b"xyz"
+        );
+        assert!(!tmp.path().join("missing").exists());
+        // Up to the end is a resume: of the part when it covers the offset, else in place.
+        let plan = vfs
+            .open_upload(&vp("f"), UploadMode::Stor { rest: 6 })
+            .expect("resume at the end");
+        assert_eq!((plan.written.as_str(), plan.start_size), ("/f", 6));
+        drop(plan);
+        let plan = vfs
+            .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
+            .expect("resume the part");
+        assert_eq!(plan.written.as_str(), "/.f.ferry-part");
+    }
+
+    #[test]
+    fn glob_matches_names_sorted_without_part_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let vfs = Vfs::open(tmp.path()).expect("open");
+        std::fs::create_dir(tmp.path().join("d")).expect("mkdir");
+        for name in [
+            "b.txt",
+            "a.txt",
+            ".hidden.txt",
+            "c.bin",
+            "a\\b.txt",
+            "d/inner.txt",
+        ] {
+            std::fs::write(tmp.path().join(name), b"x").expect("write");
+        }
+        std::fs::write(tmp.path().join(format!(".a.txt{PART_SUFFIX}")), b"p").expect("write");
+        let glob = |dir: &str, pattern: &str| vfs.glob(&vp(dir), pattern).expect("glob");
+        assert_eq!(glob("/", "*.txt"), ["a.txt", "a\\b.txt", "b.txt"]);
+        assert_eq!(glob("/", ".*"), [".hidden.txt"]);
+        assert_eq!(glob("/", "[ab].*"), ["a.txt", "b.txt"]);
+        assert_eq!(glob("/", "?"), ["d"]);
+        assert_eq!(glob("/d", "*"), ["inner.txt"]);
+        assert!(glob("/", "*.zip").is_empty());
+        assert!(vfs.glob(&vp("/nope"), "*").is_err());
+    }
+
+    /// MFMT's time setting: files, directories, the home, links inside the home (their
+    /// target), never a link out of it, never a part file.
+    #[test]
+    fn set_modified_stays_in_the_jail() {
+        use std::os::unix::fs::MetadataExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join("dir")).expect("mkdir");
+        std::fs::write(home.join("f"), b"x").expect("write");
+        std::fs::write(tmp.path().join("secret"), b"outside").expect("write");
+        std::os::unix::fs::symlink("f", home.join("link-in")).expect("symlink");
+        std::os::unix::fs::symlink("dir", home.join("link-dir")).expect("symlink");
+        std::os::unix::fs::symlink("../secret", home.join("link-out")).expect("symlink");
+        std::os::unix::fs::symlink("../secret", home.join("dir/deep-out")).expect("symlink");
+        std::os::unix::fs::symlink("..", home.join("up")).expect("symlink");
+        std::fs::write(home.join(format!(".f{PART_SUFFIX}")), b"p").expect("write");
+        let vfs = Vfs::open(&home).expect("open");
+        let mtime = |p: &Path| {
+            let m = std::fs::metadata(p).expect("stat");
+            (m.mtime(), m.mtime_nsec())
+        };
+        let secret_before = mtime(&tmp.path().join("secret"));
+        let t = FileTime {
+            secs: 1_582_934_400,
+            nanos: 250_000_000,
+        };
+        for ok in ["f", "dir", "/"] {
+            vfs.set_modified(&vp(ok), t).expect(ok);
+        }
+        assert_eq!(mtime(&home.join("f")), (t.secs, 250_000_000));
+        assert_eq!(mtime(&home.join("dir")), (t.secs, 250_000_000));
+        assert_eq!(mtime(&home), (t.secs, 250_000_000));
+        let t2 = FileTime {
+            secs: 1_000_000_000,
+            nanos: 0,
+        };
+        vfs.set_modified(&vp("link-in"), t2).expect("link inside");
+        assert_eq!(mtime(&home.join("f")), (t2.secs, 0));
+        vfs.set_modified(&vp("link-dir"), t2)
+            .expect("link to a dir");
+        assert_eq!(mtime(&home.join("dir")), (t2.secs, 0));
+        for refused in ["link-out", "dir/deep-out", "up/secret", "missing"] {
+            assert!(vfs.set_modified(&vp(refused), t2).is_err(), "{refused}");
+        }
+        let e = vfs
+            .set_modified(&vp(&format!(".f{PART_SUFFIX}")), t2)
+            .expect_err("part file");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidFilename);
+        assert_eq!(mtime(&tmp.path().join("secret")), secret_before);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Commands that touch the file system but move no file data: PWD, CWD/CDUP, MKD, RMD, DELE,
-//! RNFR/RNTO (RFC 959 §4.1.3), SIZE, MDTM, MLST (RFC 3659) and STAT with a path.
+//! RNFR/RNTO (RFC 959 §4.1.3), SIZE, MDTM, MLST (RFC 3659), MFMT and MFF
+//! (draft-somers-ftp-mfxx) and STAT with a path.
 //! Every file-system call goes through the jail on the blocking pool ([`Vfs::run`]).
 
 use ferry_proto::listing::{self, EntryKind};
 use ferry_proto::path::quote_for_257;
-use ferry_proto::Reply;
+use ferry_proto::{FileTime, Reply};
 
 use super::{Flow, Session};
 use crate::error::{Error, Result};
@@ -99,6 +100,24 @@ impl Session {
             return Err(Error::WrongKind("Not a regular file"));
         }
         self.ok(213, &listing::format_mdtm(entry.mtime)).await
+    }
+
+    /// MFMT (draft-somers-ftp-mfxx §3): "213 Modify=time; path", with the path as given.
+    pub(super) async fn mfmt(&mut self, time: FileTime, arg: String) -> Result<Flow> {
+        self.set_modified(time, &arg).await?;
+        self.ok(213, &format!("Modify={time}; {arg}")).await
+    }
+
+    /// MFF (draft-somers-ftp-mfxx §4) with its one served fact; the reply names the facts set.
+    pub(super) async fn mff(&mut self, modify: FileTime, arg: String) -> Result<Flow> {
+        self.set_modified(modify, &arg).await?;
+        self.ok(213, &format!("modify={modify}; {arg}")).await
+    }
+
+    async fn set_modified(&mut self, time: FileTime, arg: &str) -> Result<()> {
+        let (vfs, path) = self.resolve(arg)?;
+        vfs.run(move |v| v.set_modified(&path, time)).await?;
+        Ok(())
     }
 
     pub(super) async fn mlst(&mut self, arg: Option<String>) -> Result<Flow> {

@@ -1,5 +1,6 @@
 //! Commands that report rather than act: FEAT and OPTS (RFC 2389), HELP, STAT without a path
-//! (RFC 959 §4.1.3), ALLO and SITE.
+//! (RFC 959 §4.1.3), ALLO, SITE and CLNT (the client's name, which FileZilla and others send
+//! before login; no RFC defines it).
 
 use ferry_proto::command::DataType;
 use ferry_proto::{ParseError, Reply};
@@ -13,6 +14,9 @@ const FEATURES: &[&str] = &[
     " EPRT",
     " EPSV",
     " MDTM",
+    // draft-somers-ftp-mfxx: the facts MFF can set, in MLST's fact-list form.
+    " MFF modify;",
+    " MFMT",
     " MLST type*;size*;modify*;perm*;unique*;",
     " PASV",
     " REST STREAM",
@@ -22,11 +26,35 @@ const FEATURES: &[&str] = &[
 ];
 
 const HELP_COMMANDS: &[&str] = &[
-    " ABOR ACCT ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HELP LIST",
-    " MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-    " QUIT RANG REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST",
-    " TYPE USER XCRC XCUP XCWD XMD5 XMKD XPWD XRMD XSHA1 XSHA256 XSHA512 HASH",
+    " ABOR ACCT ALLO APPE AUTH CCC  CDUP CLNT CWD  DELE EPRT EPSV FEAT HASH",
+    " HELP LIST MDTM MFF  MFMT MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV",
+    " PBSZ PORT PROT PWD  QUIT RANG REST RETR RMD  RNFR RNTO SITE SIZE STAT",
+    " STOR STOU STRU SYST TYPE USER XCRC XCUP XCWD XMD5 XMKD XPWD XRMD XSHA1",
+    " XSHA256 XSHA512",
 ];
+
+/// Longest client name kept from CLNT, in characters; the rest is cut (and marked).
+const MAX_CLIENT_NAME: usize = 128;
+
+/// A CLNT name made safe for a log line and a reply: at most [`MAX_CLIENT_NAME`] characters,
+/// control characters and the invisible ones that reorder text (bidi overrides, zero-width
+/// marks) escaped as `\u{..}`, so a client cannot forge or hide log lines with it.
+fn client_name_for_log(name: &str) -> String {
+    let mut out = String::with_capacity(name.len().min(MAX_CLIENT_NAME));
+    let mut chars = name.chars();
+    for c in chars.by_ref().take(MAX_CLIENT_NAME) {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || invisible {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push_str("...");
+    }
+    out
+}
 
 impl Session {
     pub(super) async fn feat(&mut self) -> Result<Flow> {
@@ -44,6 +72,17 @@ impl Session {
         lines.push("End".to_owned());
         self.reply(Reply::multi(211, lines)).await?;
         Ok(Flow::Continue)
+    }
+
+    /// CLNT: remembered for STAT and logged once, the first time (a client that repeats it
+    /// cannot fill the log).
+    pub(super) async fn clnt(&mut self, name: String) -> Result<Flow> {
+        let shown = client_name_for_log(&name);
+        if self.client_name.is_none() {
+            tracing::info!(client = %shown, "client name");
+        }
+        self.client_name = Some(shown.into_boxed_str());
+        self.ok(200, "Noted").await
     }
 
     pub(super) async fn help(&mut self, topic: Option<String>) -> Result<Flow> {
@@ -91,6 +130,9 @@ impl Session {
             "Ferry FTP server status:".to_owned(),
             format!("Connected to {}", self.peer.ip()),
         ];
+        if let Some(name) = &self.client_name {
+            lines.push(format!("Client: {name}"));
+        }
         if let State::LoggedIn(c) = &self.state {
             lines.push(format!("Logged in as {}", c.account.name));
             lines.push(match c.data_type {
@@ -174,6 +216,46 @@ impl Session {
             _ => Err(Error::Parse(ParseError::Unsupported(format!(
                 "Unknown SITE command {sub}"
             )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_are_escaped_and_capped() {
+        let long = "x".repeat(MAX_CLIENT_NAME + 1);
+        let capped = format!("{}...", "x".repeat(MAX_CLIENT_NAME));
+        let fits = "y".repeat(MAX_CLIENT_NAME);
+        let cases = [
+            ("FileZilla 3.66.4", "FileZilla 3.66.4"),
+            ("evil\x1b[31m red", "evil\\u{1b}[31m red"),
+            ("tab\there", "tab\\u{9}here"),
+            ("a\u{202e}gpj.exe", "a\\u{202e}gpj.exe"),
+            ("数据 \\ ok", "数据 \\ ok"),
+            (long.as_str(), capped.as_str()),
+            (fits.as_str(), fits.as_str()),
+        ];
+        for (name, want) in cases {
+            assert_eq!(client_name_for_log(name), want, "{name:?}");
+        }
+    }
+
+    /// Every line of HELP fits the columns, and the command list is sorted and complete for
+    /// the commands added with MFMT.
+    #[test]
+    fn help_lists_new_commands() {
+        let all: Vec<&str> = HELP_COMMANDS
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(all, sorted);
+        for c in ["CLNT", "MFF", "MFMT", "HASH"] {
+            assert!(all.contains(&c), "{c}");
         }
     }
 }

@@ -67,6 +67,9 @@ struct Client {
     range: Option<(u64, u64)>,
     /// Quota counters, shared with the user's other sessions.
     usage: Arc<crate::quota::Usage>,
+    /// This connection's place among the logged-in ones whose TLS sessions the user's other
+    /// connections from the same address may resume (`None` without TLS).
+    _tls_sessions: Option<crate::tls::Registration>,
 }
 
 /// What the loop does after a command.
@@ -96,6 +99,8 @@ pub struct Session {
     deferred: VecDeque<Vec<u8>>,
     /// QUIT arrived during a transfer: close once it has been reported.
     quit_after_transfer: bool,
+    /// What the client called itself with CLNT, made safe to log and show (see `info.rs`).
+    client_name: Option<Box<str>>,
     /// Held for the session's life: its places under the server's connection limits.
     _limits: crate::server::SessionLimits,
 }
@@ -127,6 +132,7 @@ impl Session {
             transfer: None,
             deferred: VecDeque::new(),
             quit_after_transfer: false,
+            client_name: None,
             _limits: limits,
         }
     }
@@ -327,6 +333,7 @@ impl Session {
             Pbsz(size) => return self.pbsz(size).await,
             Prot(level) => return self.prot(level).await,
             Ccc => return self.ccc().await,
+            Clnt(name) => return self.clnt(name).await,
             _ => {}
         }
         if !matches!(self.state, State::LoggedIn(_)) {
@@ -347,6 +354,8 @@ impl Session {
             Size(path) => self.size(path).await,
             Mdtm(path) => self.mdtm(path).await,
             Mlst(path) => self.mlst(path).await,
+            Mfmt { time, path } => self.mfmt(time, path).await,
+            Mff { modify, path } => self.mff(modify, path).await,
             Type(t) => self.set_type(t).await,
             Mode => self.ok(200, "Mode set to S").await,
             Stru => self.ok(200, "Structure set to F").await,
@@ -355,7 +364,8 @@ impl Session {
             Rest(offset) => self.rest(offset).await,
             Pasv => self.pasv().await,
             Epsv(arg) => self.epsv(arg).await,
-            Port(addr) | Eprt(addr) => self.port(addr).await,
+            Port(addr) => self.port(addr, "PORT").await,
+            Eprt(addr) => self.port(addr, "EPRT").await,
             List(arg) => self.list(arg, transfer::ListKind::List).await,
             Nlst(arg) => self.list(arg, transfer::ListKind::Nlst).await,
             Mlsd(arg) => self.list(arg, transfer::ListKind::Mlsd).await,
@@ -368,7 +378,7 @@ impl Session {
             Rang(start, end) => self.rang(start, end).await,
             XHash { algo, path, range } => self.xhash(algo, path, range).await,
             User(_) | Pass(_) | Quit | Noop | Syst | Feat | Help(_) | Opts(_) | Auth(_)
-            | Pbsz(_) | Prot(_) | Ccc => Ok(Flow::Continue),
+            | Pbsz(_) | Prot(_) | Ccc | Clnt(_) => Ok(Flow::Continue),
         }
     }
 

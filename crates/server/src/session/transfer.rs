@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::command::{DataType, EpsvArg};
 use ferry_proto::listing::{self, EntryKind};
-use ferry_proto::{addr, Reply, VirtualPath};
+use ferry_proto::{addr, glob, Reply, VirtualPath};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -25,9 +25,8 @@ use crate::config::TlsMode;
 use crate::data::{self, DataPlan};
 use crate::error::{Error, Result};
 use crate::quota::Usage;
-use crate::server::Shared;
 use crate::stream::Stream;
-use crate::tls::SessionToken;
+use crate::tls::{SessionOwner, Tls};
 use crate::vfs::{UploadMode, UploadPlan, Vfs};
 
 /// Shortest time without data-channel progress before a transfer is declared stalled.
@@ -157,14 +156,16 @@ enum DataConn {
     Ready(std::net::TcpStream),
     /// The client has not connected yet.
     Passive(std::net::TcpListener),
+    /// PROT P passive: accepted and handshaken by its own task since PASV/EPSV.
+    PendingTls(data::PendingTls),
     Active(SocketAddr),
 }
 
 /// Everything a transfer task needs to get its data connection.
 struct DataTarget {
     conn: DataConn,
-    /// PROT P: wrap the connection in TLS, resuming the control session.
-    protect: Option<(Arc<Shared>, SessionToken)>,
+    /// PROT P: wrap the connection in TLS, resuming a session its control connection may use.
+    protect: Option<(Arc<Tls>, SessionOwner)>,
     peer_ip: IpAddr,
     local_ip: IpAddr,
     timeout: Duration,
@@ -190,23 +191,37 @@ impl DataTarget {
             DataConn::Active(target) => {
                 data::connect_active(self.local_ip, target, self.timeout).await
             }
+            DataConn::PendingTls(_) => Err(Error::NoDataConnection(
+                "The data connection was set up for PROT P; send PASV or EPSV again".into(),
+            )),
         }
     }
 
     /// The data connection as a stream, TLS under PROT P.
     async fn connect(mut self) -> Result<Stream> {
-        let protect = self.protect.take();
-        let timeout = self.timeout;
-        let tcp = TcpStream::from_std(self.connect_plain().await?)?;
-        let Some((shared, token)) = protect else {
-            return Ok(Stream::Plain(tcp));
+        let Some((tls, owner)) = self.protect.take() else {
+            return Ok(Stream::Plain(TcpStream::from_std(
+                self.connect_plain().await?,
+            )?));
         };
-        let tls = shared
-            .tls
-            .as_ref()
-            .ok_or_else(|| Error::DataTls("TLS is not configured".into()))?;
+        let timeout = self.timeout;
+        let tcp = match self.conn {
+            DataConn::PendingTls(pending) => return pending.wait(timeout).await,
+            // PROT P came after PASV: the listener was not handed to a task yet.
+            DataConn::Passive(listener) => {
+                let accept = data::accept_tls(listener, tls, owner, timeout);
+                return match tokio::time::timeout(timeout, accept).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::NoDataConnection("Data connection timed out".into())),
+                };
+            }
+            DataConn::Ready(stream) => stream,
+            DataConn::Active(target) => {
+                data::connect_active(self.local_ip, target, timeout).await?
+            }
+        };
         let stream = tls
-            .accept_data(tcp, token, timeout)
+            .accept_data(TcpStream::from_std(tcp)?, &owner, timeout)
             .await
             .map_err(Error::DataTls)?;
         Ok(Stream::Tls(Box::new(stream)))
@@ -272,9 +287,12 @@ impl Session {
     }
 
     /// Sets up the passive listener for the next transfer, the parked one if there is one;
-    /// returns its port.
+    /// returns its port. Under PROT P the listener goes to a task that accepts and handshakes
+    /// the client's connection as soon as it comes ([`data::PendingTls`]).
     fn listen_passive(&mut self, local_ip: IpAddr) -> Result<u16> {
         let range = self.shared.config.passive_ports;
+        let protect = self.protection();
+        let timeout = self.shared.config.data_timeout;
         let client = self.client()?;
         // A PASV replaces any earlier data plan, whose listener closes here.
         client.data = None;
@@ -283,8 +301,31 @@ impl Session {
             Some(reused) => reused,
             None => data::open_passive(local_ip, range).map_err(passive_failed)?,
         };
-        client.data = Some(DataPlan::Passive(listener, port));
+        client.data = Some(match protect {
+            Some((tls, owner)) => {
+                DataPlan::PassiveTls(data::PendingTls::start(listener, tls, owner, timeout))
+            }
+            None => DataPlan::Passive(listener, port),
+        });
         Ok(port)
+    }
+
+    /// Under PROT P, the TLS set-up data connections use and whose they are.
+    fn protection(&self) -> Option<(Arc<Tls>, SessionOwner)> {
+        if !self.prot_private {
+            return None;
+        }
+        let tls = self.shared.tls.clone()?;
+        let user = match &self.state {
+            State::LoggedIn(c) => Some(Arc::from(c.account.name.as_str())),
+            _ => None,
+        };
+        let owner = SessionOwner {
+            token: self.token,
+            user,
+            ip: self.peer.ip(),
+        };
+        Some((tls, owner))
     }
 
     /// Closes the passive listener kept from the last transfer once its time is up.
@@ -296,7 +337,8 @@ impl Session {
         }
     }
 
-    pub(super) async fn port(&mut self, target: SocketAddr) -> Result<Flow> {
+    /// PORT or EPRT (`verb`), which differ only in how the address is written.
+    pub(super) async fn port(&mut self, target: SocketAddr, verb: &str) -> Result<Flow> {
         if self.client()?.epsv_all {
             return Err(Error::EpsvAllOnly);
         }
@@ -304,7 +346,7 @@ impl Session {
         let client = self.client()?;
         client.parked = None;
         client.data = Some(DataPlan::Active(target));
-        self.ok(200, "PORT command successful").await
+        self.ok(200, &format!("{verb} command successful")).await
     }
 
     /// Takes the data plan for a transfer command; every transfer command consumes it, so a
@@ -319,7 +361,10 @@ impl Session {
         if self.shared.config.tls == TlsMode::Required && !self.prot_private {
             return Err(Error::ProtRequired);
         }
-        let protect = self.prot_private.then(|| (self.shared.clone(), self.token));
+        let protect = self.protection();
+        if self.prot_private && protect.is_none() {
+            return Err(Error::DataTls("TLS is not configured".into()));
+        }
         // Matched directly (not through `client()`) so `self.shared` stays readable beside it.
         let State::LoggedIn(client) = &mut self.state else {
             return Err(Error::NotLoggedIn("Please login with USER and PASS"));
@@ -338,6 +383,14 @@ impl Session {
                 }
                 Ok(None) | Err(_) => DataConn::Passive(listener),
             },
+            DataPlan::PassiveTls(pending) => {
+                if protect.is_none() {
+                    return Err(Error::NoDataConnection(
+                        "The data connection was set up for PROT P; send PASV or EPSV again".into(),
+                    ));
+                }
+                DataConn::PendingTls(pending)
+            }
             DataPlan::Active(target) => DataConn::Active(target),
         };
         Ok(DataTarget {
@@ -511,6 +564,13 @@ impl Session {
                 vfs.run(move |v| v.open_read(&p)).await?
             }
         };
+        // RFC 959: an offset the file does not reach is an invalid REST parameter (554), not
+        // an empty transfer that looks complete.
+        if offset > size {
+            return Err(Error::BadRestOffset(format!(
+                "Invalid REST parameter: {path} has {size} bytes, REST was {offset}"
+            )));
+        }
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {
@@ -732,14 +792,28 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Formats a listing on the blocking pool (directory scans can be large).
+    /// [`Session::listing_of`] for a path the client typed as it resolved.
     pub(super) async fn listing_text(
         &mut self,
         path: &VirtualPath,
         kind: ListKind,
     ) -> Result<String> {
+        let typed = path.as_str().to_owned();
+        self.listing_of(path, &typed, kind).await
+    }
+
+    /// Formats a listing on the blocking pool (directory scans can be large). `typed` is the
+    /// path as the client wrote it: NLST of a wildcard names its matches with the same
+    /// directory prefix, so each line is a path the client can RETR.
+    pub(super) async fn listing_of(
+        &mut self,
+        path: &VirtualPath,
+        typed: &str,
+        kind: ListKind,
+    ) -> Result<String> {
         let (vfs, _) = self.resolve(".")?;
         let path = path.clone();
+        let typed_dir = typed.rsplit_once('/').map(|(dir, _)| format!("{dir}/"));
         let facts = self.mlst_facts;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -747,7 +821,37 @@ impl Session {
             .unwrap_or(0);
         let result = vfs
             .run(move |v| {
-                let top = v.stat(&path)?;
+                let top = match v.stat(&path) {
+                    Ok(top) => top,
+                    // A name that exists is itself, wildcards or not; one that does not may
+                    // be a pattern for its directory's names (NLST/LIST only: RFC 3659 has
+                    // MLSD name one directory).
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound && kind != ListKind::Mlsd =>
+                    {
+                        let (Some(dir), Some(pattern)) = (path.parent(), path.file_name()) else {
+                            return Err(e);
+                        };
+                        if !glob::has_wildcards(pattern) {
+                            return Err(e);
+                        }
+                        let mut out = String::new();
+                        for name in v.glob(&dir, pattern)? {
+                            if kind == ListKind::Nlst {
+                                out.push_str(typed_dir.as_deref().unwrap_or(""));
+                                out.push_str(&name);
+                                out.push_str("\r\n");
+                            } else if let Some(entry) =
+                                dir.join(&name).ok().and_then(|p| v.stat(&p).ok())
+                            {
+                                // An entry gone since the scan is left out, as ls does.
+                                listing::list_line(&entry, now, &mut out);
+                            }
+                        }
+                        return Ok(Ok(out));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let mut out = String::new();
                 if kind == ListKind::Nlst {
                     // Names only: a directory's are read without a stat each.
@@ -791,8 +895,9 @@ impl Session {
             ListKind::Mlsd => arg.as_deref(),
             _ => arg.as_deref().and_then(list_path_arg),
         };
-        let (_, path) = self.resolve(path_arg.unwrap_or("."))?;
-        let text = self.listing_text(&path, kind).await?;
+        let typed = path_arg.unwrap_or(".");
+        let (_, path) = self.resolve(typed)?;
+        let text = self.listing_of(&path, typed, kind).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let sent = progress.clone();
         let task = async move {
