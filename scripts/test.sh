@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests drive (curl, lftp, tmux,
-# pytest, pyftpdlib), checks formatting and lints, then runs the Rust tests (server, protocol,
-# client) and the Python interop tests.
+# rclone, tnftp, ncftp, pytest, pyftpdlib, aioftp), checks formatting and lints, then runs the
+# Rust tests (server, protocol, client) and the Python interop tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# command:package (ncftpget comes in the ncftp package).
 missing=()
-for tool in curl lftp tmux; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for pair in curl:curl lftp:lftp tmux:tmux rclone:rclone tnftp:tnftp ncftpget:ncftp; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # pytest for the interop suite; pyftpdlib (+ pyOpenSSL for its TLS) is the third-party server
-# the client is tested against.
-python3 -c 'import pytest, pyftpdlib, OpenSSL' 2>/dev/null ||
+# the client is tested against; aioftp is a client the server is tested with.
+python3 -c 'import pytest, pyftpdlib, OpenSSL, aioftp' 2>/dev/null ||
   python3 -m pip install -q -r tests/interop/requirements.txt
 
 cargo fmt --all -- --check

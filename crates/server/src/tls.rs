@@ -171,7 +171,7 @@ impl Tls {
         if self.require_reuse {
             let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
             let allowed = match accept.presented {
-                Some(presented) if resumed => self.sessions.may_resume(owner, &presented),
+                Some(presented) if resumed => self.sessions.may_resume(owner, &presented).await,
                 _ => false,
             };
             if !allowed {
@@ -196,22 +196,31 @@ pub struct SessionOwner {
     pub ip: IpAddr,
 }
 
-/// The live, logged-in control connections by token (user and address). An entry lives as
-/// long as its [`Registration`].
+/// The live TLS control connections by token: their address, and their user once logged in.
+/// A connection is entered before its handshake (its sessions exist from then on) and leaves
+/// when its [`Registration`] drops.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<SessionToken, (Arc<str>, IpAddr)>>,
+    live: Mutex<HashMap<SessionToken, Holder>>,
+    /// Woken on every login and every end, for data connections waiting on a login.
+    changed: tokio::sync::Notify,
 }
 
+#[derive(Debug)]
+struct Holder {
+    ip: IpAddr,
+    user: Option<Arc<str>>,
+}
+
+/// Longest wait for the connection whose session a data connection presents to log in.
+/// rclone opens several control connections at once and shares their sessions: a data
+/// connection may resume the session of a sibling whose password is still being checked.
+const SIBLING_LOGIN_WAIT: Duration = Duration::from_secs(10);
+
 impl Sessions {
-    /// Records a control connection that logged in; dropping the result removes it.
-    pub fn register(
-        self: &Arc<Self>,
-        token: SessionToken,
-        user: Arc<str>,
-        ip: IpAddr,
-    ) -> Registration {
-        self.table().insert(token, (user, ip));
+    /// Enters a control connection about to start TLS; dropping the result removes it.
+    pub fn register(self: &Arc<Self>, token: SessionToken, ip: IpAddr) -> Registration {
+        self.table().insert(token, Holder { ip, user: None });
         Registration {
             sessions: self.clone(),
             token,
@@ -219,21 +228,35 @@ impl Sessions {
     }
 
     /// Whether a data connection of `owner` may resume a session issued to `presented`: its
-    /// own, or a live one of the same user from the same address.
-    pub fn may_resume(&self, owner: &SessionOwner, presented: &SessionToken) -> bool {
+    /// own, or one of another live connection logged in as the same user from the same
+    /// address. A sibling from the same address that has not logged in yet is waited for
+    /// (up to [`SIBLING_LOGIN_WAIT`]): it passes only once it has proven to be the same user.
+    pub async fn may_resume(&self, owner: &SessionOwner, presented: &SessionToken) -> bool {
         if *presented == owner.token {
             return true;
         }
         let Some(user) = &owner.user else {
             return false;
         };
-        match self.table().get(presented) {
-            Some((other_user, other_ip)) => other_user == user && *other_ip == owner.ip,
-            None => false,
+        let deadline = tokio::time::Instant::now() + SIBLING_LOGIN_WAIT;
+        loop {
+            // Interest first, then the look: a login between the two still wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.table().get(presented) {
+                None => return false,
+                Some(h) if h.ip != owner.ip => return false,
+                Some(Holder { user: Some(u), .. }) => return u == user,
+                Some(Holder { user: None, .. }) => {}
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<SessionToken, (Arc<str>, IpAddr)>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<SessionToken, Holder>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -245,9 +268,21 @@ pub struct Registration {
     token: SessionToken,
 }
 
+impl Registration {
+    /// The connection logged in as `user`: its sessions now serve that user's other
+    /// connections from the same address.
+    pub fn logged_in(&self, user: &str) {
+        if let Some(h) = self.sessions.table().get_mut(&self.token) {
+            h.user = Some(Arc::from(user));
+        }
+        self.sessions.changed.notify_waiters();
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.sessions.table().remove(&self.token);
+        self.sessions.changed.notify_waiters();
     }
 }
 
@@ -529,9 +564,12 @@ mod tests {
             let rig = Rig::new().await;
             let ip: IpAddr = "127.0.0.1".parse().expect("ip");
             let (alice_a, alice_b, bob) = (new_token(), new_token(), new_token());
-            let _reg_a = rig.tls.sessions.register(alice_a, Arc::from("alice"), ip);
-            let _reg_b = rig.tls.sessions.register(alice_b, Arc::from("alice"), ip);
-            let _reg_bob = rig.tls.sessions.register(bob, Arc::from("bob"), ip);
+            let reg_a = rig.tls.sessions.register(alice_a, ip);
+            let reg_b = rig.tls.sessions.register(alice_b, ip);
+            let reg_bob = rig.tls.sessions.register(bob, ip);
+            reg_a.logged_in("alice");
+            reg_b.logged_in("alice");
+            reg_bob.logged_in("bob");
 
             // Alice's client, connection A: its own data connection resumes.
             let alice = client_config(&rig.cert, version);
@@ -561,9 +599,28 @@ mod tests {
             let refused = rig.data(&fresh, &owner(alice_a, "alice")).await;
             assert!(refused.is_err_and(|t| t.contains("tls_require_session_reuse")));
 
+            // A sibling still logging in (rclone opens its connections at once): its session
+            // is accepted once it has logged in as alice, refused if it turns out to be bob.
+            for (late_user, expected) in
+                [("alice", Ok(())), ("bob", Err(REUSE_REQUIRED.to_owned()))]
+            {
+                let late = new_token();
+                let reg_late = rig.tls.sessions.register(late, ip);
+                let client = client_config(&rig.cert, version);
+                rig.control(&client, late).await;
+                let login = async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    reg_late.logged_in(late_user);
+                };
+                let alice = owner(alice_a, "alice");
+                let (decided, ()) = tokio::join!(rig.data(&client, &alice), login);
+                assert_eq!(decided, expected, "{version:?} {late_user}");
+            }
+
             // Once connection B has ended, its sessions no longer serve anyone else.
             let gone = new_token();
-            let reg_gone = rig.tls.sessions.register(gone, Arc::from("alice"), ip);
+            let reg_gone = rig.tls.sessions.register(gone, ip);
+            reg_gone.logged_in("alice");
             let client = client_config(&rig.cert, version);
             rig.control(&client, gone).await;
             drop(reg_gone);

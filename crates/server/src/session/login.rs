@@ -3,8 +3,6 @@
 //! The password check itself runs on the blocking pool inside [`crate::auth::Authenticator`];
 //! unknown users and wrong passwords get the same reply after the same work.
 
-use std::sync::Arc;
-
 use ferry_proto::command::{DataType, HashAlgo, Secret};
 use ferry_proto::{Reply, VirtualPath};
 
@@ -90,10 +88,9 @@ impl Session {
         };
         tracing::Span::current().record("user", account.name.as_str());
         tracing::info!(user = %account.name, "login");
-        let tls_sessions = self.shared.tls.as_ref().map(|tls| {
-            tls.sessions
-                .register(self.token, Arc::from(account.name.as_str()), ip)
-        });
+        if let Some(registration) = &self.tls_sessions {
+            registration.logged_in(&account.name);
+        }
         self.state = State::LoggedIn(Box::new(Client {
             account,
             vfs,
@@ -107,7 +104,6 @@ impl Session {
             hash_algo: HashAlgo::Sha256,
             range: None,
             usage,
-            _tls_sessions: tls_sessions,
         }));
         self.reply(Reply::new(230, "Login successful")).await?;
         Ok(Flow::Continue)

@@ -67,9 +67,6 @@ struct Client {
     range: Option<(u64, u64)>,
     /// Quota counters, shared with the user's other sessions.
     usage: Arc<crate::quota::Usage>,
-    /// This connection's place among the logged-in ones whose TLS sessions the user's other
-    /// connections from the same address may resume (`None` without TLS).
-    _tls_sessions: Option<crate::tls::Registration>,
 }
 
 /// What the loop does after a command.
@@ -86,6 +83,9 @@ pub struct Session {
     framer: LineFramer,
     /// Bound into this control connection's TLS tickets; data connections must present it.
     token: SessionToken,
+    /// This connection's entry among the TLS ones (from its handshake on): whose sessions
+    /// the data connections of the user's other connections may resume.
+    tls_sessions: Option<crate::tls::Registration>,
     /// Start with a TLS handshake (implicit FTPS).
     implicit_tls: bool,
     /// PROT P: data connections are TLS.
@@ -122,6 +122,7 @@ impl Session {
             stream: Stream::Plain(stream),
             framer: LineFramer::new(max_line),
             token: crate::tls::new_token(),
+            tls_sessions: None,
             implicit_tls,
             // Implicit FTPS clients expect protected data without asking (RFC 4217 §2 history).
             prot_private: implicit_tls,

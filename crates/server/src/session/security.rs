@@ -53,6 +53,9 @@ impl Session {
         let Some(tcp) = self.stream.take_plain() else {
             return Err(std::io::Error::other("control connection is not plain TCP"));
         };
+        // Entered before the handshake: the sessions it issues may be offered by a sibling
+        // connection's data connection as soon as the client has them.
+        self.tls_sessions = Some(tls.sessions.register(self.token, self.peer.ip()));
         let tls_stream = tls
             .accept_control(tcp, self.token, self.shared.config.data_timeout)
             .await?;
