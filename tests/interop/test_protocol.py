@@ -440,3 +440,34 @@ def test_rest_at_the_end_still_resumes(ferry_server, ftp):
     (home / "f.txt").write_bytes(b"abcdef")
     assert stor_bytes(ftp, "f.txt", b"gh", rest=6)[:3] == "226"
     assert (home / "f.txt").read_bytes() == b"abcdefgh"
+
+
+def test_rest_past_end_then_retr_is_554_not_an_empty_success(ferry_server, ftp):
+    home = ferry_server.home()
+    (home / "f.txt").write_bytes(b"abcdef")
+    c = ferry_server.raw("alice")
+    c.pasv()
+    assert c.cmd("REST 100").code == 350
+    r = c.cmd("RETR f.txt")
+    assert r.code == 554, r  # no 150, no empty 226
+    assert "REST" in r.text
+    # At the end exactly: an empty, successful transfer (the file is complete).
+    data = io.BytesIO()
+    ftp.retrbinary("RETR f.txt", data.write, rest=6)
+    assert data.getvalue() == b""
+    assert (home / "f.txt").read_bytes() == b"abcdef"
+
+
+def test_eprt_reply_names_eprt(ferry_server):
+    c = ferry_server.raw("alice")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        port = listener.getsockname()[1]
+        r = c.cmd(f"EPRT |1|127.0.0.1|{port}|")
+        assert r.code == 200 and "EPRT" in r.text and "PORT command" not in r.text, r
+        r = c.cmd(f"PORT 127,0,0,1,{port >> 8},{port & 255}")
+        assert r.code == 200 and "PORT command successful" in r.text, r
+    finally:
+        listener.close()
