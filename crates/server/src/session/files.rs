@@ -134,9 +134,9 @@ impl Session {
 
     /// STAT with a path: the LIST output over the control connection (RFC 959 §4.1.3).
     pub(super) async fn stat_path(&mut self, arg: String) -> Result<Flow> {
-        let (_, path) = self.resolve(super::transfer::list_path_arg(&arg).unwrap_or("."))?;
+        let (_, path) = self.resolve(super::listing::list_path_arg(&arg).unwrap_or("."))?;
         let text = self
-            .listing_text(&path, super::transfer::ListKind::List)
+            .listing_text(&path, super::listing::ListKind::List)
             .await?;
         let mut lines = vec![format!("Status of {path}:")];
         lines.extend(text.lines().map(str::to_owned));

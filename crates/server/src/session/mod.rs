@@ -10,6 +10,7 @@
 mod files;
 mod info;
 mod integrity;
+mod listing;
 mod login;
 mod security;
 mod transfer;
@@ -367,9 +368,9 @@ impl Session {
             Epsv(arg) => self.epsv(arg).await,
             Port(addr) => self.port(addr, "PORT").await,
             Eprt(addr) => self.port(addr, "EPRT").await,
-            List(arg) => self.list(arg, transfer::ListKind::List).await,
-            Nlst(arg) => self.list(arg, transfer::ListKind::Nlst).await,
-            Mlsd(arg) => self.list(arg, transfer::ListKind::Mlsd).await,
+            List(arg) => self.list(arg, listing::ListKind::List).await,
+            Nlst(arg) => self.list(arg, listing::ListKind::Nlst).await,
+            Mlsd(arg) => self.list(arg, listing::ListKind::Mlsd).await,
             Retr(path) => self.retr(path).await,
             Stor(path) => self.stor(path, transfer::StoreKind::Stor).await,
             Appe(path) => self.stor(path, transfer::StoreKind::Appe).await,
@@ -431,14 +432,16 @@ impl Session {
     }
 }
 
-/// Shows a command for debug logs with any password masked.
+/// Shows a command for debug logs: any password masked, the client's text escaped
+/// ([`ferry_proto::reply::Escaped`]) so it cannot forge log lines or act on a terminal.
 struct CommandForLog<'a>(&'a Command);
 
 impl std::fmt::Display for CommandForLog<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Command::Pass(_) => f.write_str("PASS ****"),
-            other => write!(f, "{other}"),
+            // Formatted only when debug logging is on.
+            other => ferry_proto::reply::Escaped(&other.to_string()).fmt(f),
         }
     }
 }
