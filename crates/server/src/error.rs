@@ -61,6 +61,11 @@ pub enum Error {
     /// [`crate::vfs::RestPastEnd`] inside an `io::Error`; `From<io::Error>` lifts it here.
     #[error("{0}")]
     BadRestOffset(String),
+    /// 550: APPE to a file whose overwrite was interrupted, without the SIZE that offered to
+    /// continue it ([`crate::vfs::UnfinishedUpload`], lifted by `From<io::Error>`); the text
+    /// says how to resume or start over.
+    #[error("{0}")]
+    UnfinishedUpload(String),
     /// 550 / 452 / 451 ...: an IO error from the jail, by kind (see [`io_reply`]).
     #[error("{0}")]
     Io(io::Error),
@@ -81,6 +86,12 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         if is_rest_past_end(&e) {
             return Error::BadRestOffset(REST_PAST_END.to_owned());
+        }
+        if let Some(unfinished) = e
+            .get_ref()
+            .and_then(|r| r.downcast_ref::<crate::vfs::UnfinishedUpload>())
+        {
+            return Error::UnfinishedUpload(capitalize(&unfinished.to_string()));
         }
         Error::Io(e)
     }
@@ -121,6 +132,7 @@ impl Error {
             Error::ProtRequired => Reply::new(521, self.to_string()),
             Error::DataTls(text) => Reply::new(522, text),
             Error::BadRestOffset(text) => Reply::new(554, text),
+            Error::UnfinishedUpload(text) => Reply::new(550, text),
             // Built as `Error::Io(e)` rather than through `From`: the same 554.
             Error::Io(e) if is_rest_past_end(e) => Reply::new(554, REST_PAST_END),
             Error::Io(e) => io_reply(e),

@@ -84,13 +84,27 @@ impl Session {
         Ok(())
     }
 
+    /// SIZE (RFC 3659 §4). For a file whose overwrite was interrupted it answers how much of
+    /// the new version has arrived, not the old version's size that RETR still serves: SIZE
+    /// is what clients resume an upload from (curl `-C -`, lftp `reput`), and from the old
+    /// size they would splice two versions or take the upload for complete.
     pub(super) async fn size(&mut self, arg: String) -> Result<Flow> {
         let (vfs, path) = self.resolve(&arg)?;
-        let entry = vfs.run(move |v| v.stat(&path)).await?;
+        let p = path.clone();
+        let (entry, unfinished) = vfs
+            .run(move |v| Ok((v.stat(&p)?, v.unfinished_size(&p)?)))
+            .await?;
         if entry.kind != EntryKind::File {
             return Err(Error::WrongKind("Not a regular file"));
         }
-        self.ok(213, &entry.size.to_string()).await
+        let size = match unfinished {
+            Some(received) => {
+                self.client()?.resume_offer = Some((path, received));
+                received
+            }
+            None => entry.size,
+        };
+        self.ok(213, &size.to_string()).await
     }
 
     pub(super) async fn mdtm(&mut self, arg: String) -> Result<Flow> {

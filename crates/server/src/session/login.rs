@@ -4,6 +4,7 @@
 //! unknown users and wrong passwords get the same reply after the same work.
 
 use ferry_proto::command::{DataType, HashAlgo, Secret};
+use ferry_proto::reply::Escaped;
 use ferry_proto::{Reply, VirtualPath};
 
 use super::{Client, Flow, Session, State};
@@ -22,6 +23,7 @@ impl Session {
             };
             return Err(Error::NotLoggedIn(text));
         }
+        // The name is the client's own text: `Reply::write_to` escapes its control characters.
         self.reply(Reply::new(331, format!("Password required for {name}")))
             .await?;
         self.state = State::AwaitingPass { user: name };
@@ -50,7 +52,7 @@ impl Session {
             Ok(account) => account,
             Err(e) => {
                 let penalty = self.shared.guard.failure(ip, &user);
-                tracing::info!(user = %user, reason = %e, delay_ms = penalty.delay.as_millis() as u64, "login failed");
+                tracing::info!(user = %Escaped(&user), reason = %e, delay_ms = penalty.delay.as_millis() as u64, "login failed");
                 tokio::time::sleep(penalty.delay).await;
                 if penalty.locked {
                     tracing::warn!(%ip, lockout_secs = self.shared.config.lockout.as_secs(), "address locked out after repeated login failures");
@@ -81,13 +83,13 @@ impl Session {
         let (vfs, usage) = match opened {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                tracing::error!(user = %user, error = %e, "login failed");
+                tracing::error!(user = %Escaped(&user), error = %e, "login failed");
                 return Err(Error::NotLoggedIn("Home directory unavailable"));
             }
             Err(_) => return Err(Error::NotLoggedIn("Home directory unavailable")),
         };
         tracing::Span::current().record("user", account.name.as_str());
-        tracing::info!(user = %account.name, "login");
+        tracing::info!(user = %Escaped(&account.name), "login");
         if let Some(registration) = &self.tls_sessions {
             registration.logged_in(&account.name);
         }
@@ -104,6 +106,7 @@ impl Session {
             hash_algo: HashAlgo::Sha256,
             range: None,
             usage,
+            resume_offer: None,
         }));
         self.reply(Reply::new(230, "Login successful")).await?;
         Ok(Flow::Continue)

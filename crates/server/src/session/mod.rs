@@ -68,6 +68,9 @@ struct Client {
     range: Option<(u64, u64)>,
     /// Quota counters, shared with the user's other sessions.
     usage: Arc<crate::quota::Usage>,
+    /// The last SIZE answered from an interrupted overwrite: that path and the bytes of it
+    /// received. An APPE of the same path continues the upload from there (curl `-C -`).
+    resume_offer: Option<(VirtualPath, u64)>,
 }
 
 /// What the loop does after a command.
@@ -424,10 +427,18 @@ impl Session {
         }
     }
 
-    /// Resolves a path argument against the current directory.
+    /// Resolves a path argument against the current directory. Names of upload part files
+    /// are refused here, for every command: they hold unfinished overwrites whose bytes the
+    /// quota counts through the upload, so a DELE, rename, RETR or STOR of one from another
+    /// session would free or hide bytes behind the counter's back.
     fn resolve(&mut self, arg: &str) -> Result<(Vfs, VirtualPath)> {
         let c = self.client()?;
         let path = c.cwd.resolve(arg)?;
+        if path.as_str().split('/').any(crate::quota::is_part_name) {
+            return Err(Error::WrongKind(
+                "Reserved name: the server keeps unfinished uploads under it",
+            ));
+        }
         Ok((c.vfs.clone(), path))
     }
 }
@@ -441,7 +452,7 @@ impl std::fmt::Display for CommandForLog<'_> {
         match self.0 {
             Command::Pass(_) => f.write_str("PASS ****"),
             // Formatted only when debug logging is on.
-            other => ferry_proto::reply::Escaped(&other.to_string()).fmt(f),
+            other => std::fmt::Display::fmt(&ferry_proto::reply::Escaped(&other.to_string()), f),
         }
     }
 }

@@ -584,7 +584,12 @@ impl Session {
         let ascii = client.data_type == DataType::Ascii;
         let usage = client.usage.clone();
         let mode = match kind {
-            StoreKind::Appe => UploadMode::Appe,
+            StoreKind::Appe => UploadMode::Appe {
+                offered: match client.resume_offer.take() {
+                    Some((offered_path, received)) if offered_path == path => Some(received),
+                    _ => None,
+                },
+            },
             StoreKind::Stor => UploadMode::Stor { rest },
         };
         let (p, u) = (path.clone(), usage.clone());

@@ -44,8 +44,9 @@ pub enum WriteMode {
 pub enum UploadMode {
     /// STOR, after `REST offset` (0 without REST).
     Stor { rest: u64 },
-    /// APPE.
-    Appe,
+    /// APPE. `offered`: what this session's last SIZE of the same path answered from the
+    /// file's unfinished overwrite, if it did (see [`Vfs::open_upload`]).
+    Appe { offered: Option<u64> },
 }
 
 /// Where an upload's bytes go, decided before the 150 reply (see [`Vfs::open_upload`]).
@@ -132,6 +133,32 @@ impl std::fmt::Display for RestPastEnd {
 }
 
 impl std::error::Error for RestPastEnd {}
+
+/// Longest name (bytes) Linux file systems hold in one path component.
+const MAX_NAME: usize = 255;
+
+/// APPE to a file whose overwrite was interrupted, by a client that did not ask SIZE first
+/// (it cannot mean to continue that upload, and appending to the old version would be
+/// overwritten when the upload completes): refused, with the way out. 550, as
+/// `Error::UnfinishedUpload`.
+#[derive(Debug)]
+pub struct UnfinishedUpload {
+    /// Bytes of the new version received so far (what SIZE answers).
+    pub received: u64,
+}
+
+impl std::fmt::Display for UnfinishedUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "an upload over this file was interrupted after {} bytes: resume it (SIZE then \
+             APPE, or REST {} then STOR), or send it again with STOR",
+            self.received, self.received
+        )
+    }
+}
+
+impl std::error::Error for UnfinishedUpload {}
 
 /// Regular files ignore O_NONBLOCK today, but open(2) warns it may gain a meaning for them;
 /// a file opened without blocking is switched back before sendfile or a read can see EAGAIN.
@@ -344,9 +371,35 @@ impl Vfs {
             .file_name()
             .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
         let parent = path.parent().unwrap_or_else(VirtualPath::root);
-        parent
-            .join(&format!(".{name}{PART_SUFFIX}"))
-            .map_err(invalid)
+        let mut part = format!(".{name}{PART_SUFFIX}");
+        // A name near the file system's 255-byte limit has no room for the dots and suffix:
+        // its part gets a shortened name that is still its own (a digest of the whole name).
+        if part.len() > MAX_NAME {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(name.as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let mut keep = 128;
+            while !name.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            part = format!(".{}~{hex}{PART_SUFFIX}", &name[..keep]);
+        }
+        parent.join(&part).map_err(invalid)
+    }
+
+    /// How much of an interrupted overwrite of `path` has arrived: the size of its part
+    /// file, if it has one. SIZE answers this instead of the old file's size: it is what
+    /// every client's resume continues from (see [`Vfs::open_upload`]).
+    pub fn unfinished_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+        if path.file_name().is_none() {
+            return Ok(None);
+        }
+        match self.regular_size(&Vfs::part_path(path)?) {
+            Ok(size) => Ok(size),
+            // A directory or device by that name is no upload of ours.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Size of a regular file; None if nothing is there; an error for directories and others.
@@ -360,15 +413,21 @@ impl Vfs {
         }
     }
 
-    /// Opens an upload so that an interrupted overwrite never costs the old file:
+    /// Opens an upload so that an interrupted overwrite never costs the old file, and every
+    /// client's way of resuming one ends with the new file byte-exact or a refusal:
     /// - a new file is written in place (an interrupted upload stays visible and resumable);
     /// - STOR over an existing file writes a hidden part file, renamed over the original only
     ///   when the upload completes ([`Vfs::finish_upload`]); until then the old content stays
-    ///   readable, and a failed upload leaves the part for a later resume;
+    ///   readable, and a failed upload leaves the part for a later resume (SIZE answers the
+    ///   part's size, see [`Vfs::unfinished_size`]);
     /// - REST n + STOR continues that part file if it holds at least n bytes (its first n
-    ///   bytes are the new content's), else resumes the target itself in place from n; an n
-    ///   beyond both is [`RestPastEnd`] (554) and touches nothing;
-    /// - APPE appends in place.
+    ///   bytes are the new content's); with a part shorter than n, or no part and a target
+    ///   shorter than n, it is [`RestPastEnd`] (554) and touches nothing; with no part it
+    ///   resumes the target in place (an interrupted new upload);
+    /// - APPE continues the part file at its end if this session's SIZE offered exactly that
+    ///   size (curl `-C -`); with a part and no such SIZE it is [`UnfinishedUpload`] (550):
+    ///   the old content it would append to is about to be replaced; with no part it appends
+    ///   in place.
     pub fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> io::Result<UploadPlan> {
         if path_is_part(target) {
             return Err(io::Error::new(
@@ -390,54 +449,69 @@ impl Vfs {
                     claim,
                 }
             };
+        let part = Vfs::part_path(target)?;
+        let part_size = match existing {
+            // A part file follows its file's name: with no file, any part is stale.
+            Some(_) => self.regular_size(&part)?,
+            None => None,
+        };
+        let continue_part = |rest: u64, file: std::fs::File, claim: UploadClaim| UploadPlan {
+            file,
+            written: part.clone(),
+            replaces: Some(Replacement {
+                target: target.clone(),
+                old_size: existing,
+            }),
+            start_size: rest,
+            released: part_size.unwrap_or(0).saturating_sub(rest),
+            new_file: false,
+            claim,
+        };
         match (mode, existing) {
-            (UploadMode::Appe, size) => {
-                let file = self.open_write(target, WriteMode::Append)?;
-                Ok(direct(file, size.unwrap_or(0), 0, size.is_none(), claim))
-            }
+            (UploadMode::Appe { offered }, size) => match part_size {
+                Some(received) if offered == Some(received) => {
+                    let file = self.open_write(&part, WriteMode::Resume(received))?;
+                    Ok(continue_part(received, file, claim))
+                }
+                Some(received) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    UnfinishedUpload { received },
+                )),
+                None => {
+                    let file = self.open_write(target, WriteMode::Append)?;
+                    Ok(direct(file, size.unwrap_or(0), 0, size.is_none(), claim))
+                }
+            },
             (UploadMode::Stor { rest: 0 }, None) => {
                 let file = self.open_write(target, WriteMode::Truncate)?;
                 // A part left by an overwrite of a file since removed outside the server.
                 let stale = self.drop_part(target);
                 Ok(direct(file, 0, stale, true, claim))
             }
-            (UploadMode::Stor { rest }, old) => {
-                let part = Vfs::part_path(target)?;
-                let part_size = self.regular_size(&part)?;
-                // A part file holds the first bytes of the new content: usable when it has at
-                // least `rest` of them. STOR without REST over an existing file starts a new part.
-                let part_covers_rest = part_size.is_some_and(|p| p >= rest);
-                let use_part = (old.is_some() && rest == 0) || part_covers_rest;
-                if use_part {
-                    let mode = if rest == 0 {
-                        WriteMode::Truncate
-                    } else {
-                        WriteMode::Resume(rest)
-                    };
-                    let file = self.open_write(&part, mode)?;
-                    return Ok(UploadPlan {
-                        file,
-                        written: part,
-                        replaces: Some(Replacement {
-                            target: target.clone(),
-                            old_size: old,
-                        }),
-                        start_size: rest,
-                        released: part_size.unwrap_or(0).saturating_sub(rest),
-                        new_file: old.is_none(),
-                        claim,
-                    });
-                }
-                // Checked here, before the open: a resume past the end must leave the file as
-                // it is (open_write checks again, against the size it opened).
-                match old {
-                    Some(size) if rest <= size => {
-                        let file = self.open_write(target, WriteMode::Resume(rest))?;
-                        Ok(direct(file, rest, size - rest, false, claim))
-                    }
-                    _ => Err(rest_past_end()),
-                }
+            (UploadMode::Stor { rest: 0 }, Some(_)) => {
+                let file = self.open_write(&part, WriteMode::Truncate)?;
+                Ok(continue_part(0, file, claim))
             }
+            (UploadMode::Stor { rest }, Some(size)) => match part_size {
+                // A part file holds the first bytes of the new content: usable when it has at
+                // least `rest` of them. Past its end the bytes in between are missing, and
+                // the old file's are not the new content's (a resume from the old file's
+                // size, lftp's reput, would splice two versions): refused.
+                Some(received) if received >= rest => {
+                    let file = self.open_write(&part, WriteMode::Resume(rest))?;
+                    Ok(continue_part(rest, file, claim))
+                }
+                Some(_) => Err(rest_past_end()),
+                // No overwrite in progress: the file itself is the interrupted upload.
+                // Checked here, before the open: a resume past the end must leave the file
+                // as it is (open_write checks again, against the size it opened).
+                None if rest <= size => {
+                    let file = self.open_write(target, WriteMode::Resume(rest))?;
+                    Ok(direct(file, rest, size - rest, false, claim))
+                }
+                None => Err(rest_past_end()),
+            },
+            (UploadMode::Stor { .. }, None) => Err(rest_past_end()),
         }
     }
 
@@ -752,7 +826,11 @@ mod tests {
         let plan = mine
             .open_upload(&vp("d/f"), UploadMode::Stor { rest: 0 })
             .expect("upload");
-        busy(other.open_upload(&vp("d/f"), UploadMode::Appe).map(drop));
+        busy(
+            other
+                .open_upload(&vp("d/f"), UploadMode::Appe { offered: None })
+                .map(drop),
+        );
         busy(other.remove_file(&vp("d/f")).map(drop));
         busy(other.rename(&vp("d/f"), &vp("g")).map(drop));
         busy(other.rename(&vp("d"), &vp("e")).map(drop));
@@ -818,7 +896,7 @@ mod tests {
             .open_upload(&vp("h"), UploadMode::Stor { rest: 5 })
             .is_err());
         assert!(vfs
-            .open_upload(&vp(".f.ferry-part"), UploadMode::Appe)
+            .open_upload(&vp(".f.ferry-part"), UploadMode::Appe { offered: None })
             .is_err());
     }
 
@@ -847,16 +925,64 @@ mod tests {
             b"xyz"
         );
         assert!(!tmp.path().join("missing").exists());
-        // Up to the end is a resume: of the part when it covers the offset, else in place.
+        // With an unfinished overwrite, the part decides: past its end is refused even where
+        // the old file reaches (its bytes are not the new version's: lftp's reput from the
+        // old size would splice two versions); up to its end continues it.
+        is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 6 }));
+        let plan = vfs
+            .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
+            .expect("resume the part");
+        assert_eq!(
+            (plan.written.as_str(), plan.start_size),
+            ("/.f.ferry-part", 3)
+        );
+        drop(plan);
+        // Without one, the file itself is the interrupted upload: resumed in place.
+        std::fs::remove_file(tmp.path().join(".f.ferry-part")).expect("rm");
         let plan = vfs
             .open_upload(&vp("f"), UploadMode::Stor { rest: 6 })
             .expect("resume at the end");
         assert_eq!((plan.written.as_str(), plan.start_size), ("/f", 6));
-        drop(plan);
+    }
+
+    /// APPE after an interrupted overwrite: it continues the part only when this session's
+    /// SIZE offered the part's current size (curl `-C -`); otherwise it is refused, since the
+    /// old content it would append to is about to be replaced. Without a part, APPE appends.
+    #[test]
+    fn appe_continues_an_unfinished_overwrite_only_when_size_offered_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let vfs = Vfs::open(tmp.path()).expect("open");
+        std::fs::write(tmp.path().join("f"), b"old content").expect("write");
+        std::fs::write(tmp.path().join(".f.ferry-part"), b"new").expect("write");
+        assert_eq!(vfs.unfinished_size(&vp("f")).expect("size"), Some(3));
+        let refused = |offered| {
+            let e = vfs
+                .open_upload(&vp("f"), UploadMode::Appe { offered })
+                .expect_err("refused");
+            let unfinished = e
+                .get_ref()
+                .and_then(|r| r.downcast_ref::<UnfinishedUpload>());
+            assert_eq!(unfinished.map(|u| u.received), Some(3), "{e:?}");
+        };
+        refused(None);
+        refused(Some(11));
+        refused(Some(2));
         let plan = vfs
-            .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
-            .expect("resume the part");
-        assert_eq!(plan.written.as_str(), "/.f.ferry-part");
+            .open_upload(&vp("f"), UploadMode::Appe { offered: Some(3) })
+            .expect("continue the part");
+        assert_eq!(
+            (plan.written.as_str(), plan.start_size),
+            ("/.f.ferry-part", 3)
+        );
+        let replaces = plan.replaces.as_ref().expect("replaces f");
+        assert_eq!(replaces.old_size, Some(11));
+        drop(plan);
+        std::fs::remove_file(tmp.path().join(".f.ferry-part")).expect("rm");
+        assert_eq!(vfs.unfinished_size(&vp("f")).expect("size"), None);
+        let plan = vfs
+            .open_upload(&vp("f"), UploadMode::Appe { offered: None })
+            .expect("append");
+        assert_eq!((plan.written.as_str(), plan.start_size), ("/f", 11));
     }
 
     /// MFMT's time setting: files, directories, the home, links inside the home (their
