@@ -7,11 +7,12 @@
 //! Plain binary downloads go out with sendfile(2): file pages go to the socket without passing
 //! through user space.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
@@ -32,7 +33,7 @@ pub enum DataPlan {
     /// right after the 227/229 reply, so by the time RETR/STOR arrives the connection is
     /// usually queued and one accept4(2) takes it, with no epoll registration and no wait for
     /// a readiness event.
-    Passive(std::net::TcpListener, u16),
+    Passive(PassiveListener),
     /// A passive listener under PROT P, handed to its own task at once: see [`PendingTls`].
     PassiveTls(PendingTls),
     Active(SocketAddr),
@@ -73,7 +74,7 @@ impl Drop for PendingTls {
 
 impl PendingTls {
     pub fn start(
-        listener: std::net::TcpListener,
+        listener: PassiveListener,
         tls: Arc<crate::tls::Tls>,
         owner: SessionOwner,
         timeout: Duration,
@@ -101,13 +102,17 @@ impl PendingTls {
 /// from other addresses are closed unread, refused handshakes are closed and logged, and the
 /// real client's connection is served even while a racing one is still handshaking.
 pub async fn accept_tls(
-    listener: std::net::TcpListener,
+    passive: PassiveListener,
     tls: Arc<crate::tls::Tls>,
     owner: SessionOwner,
     timeout: Duration,
 ) -> Result<Stream> {
     let accept_failed =
         |e: io::Error| Error::NoDataConnection(format!("Cannot accept data connection: {e}"));
+    // The port stays charged to its holder while this task waits on it.
+    let PassiveListener {
+        listener, _lease, ..
+    } = passive;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(accept_failed)?;
     let mut handshakes = tokio::task::JoinSet::new();
     let mut refused: Option<String> = None;
@@ -152,77 +157,218 @@ pub async fn accept_tls(
 /// bind and listen per file. Kept briefly, so idle sessions hold no ports of the range.
 pub const PARK_TIME: Duration = Duration::from_secs(1);
 
-/// How many passive listeners may be parked at once, server-wide: a quarter of the passive
-/// port range (of the kernel's ephemeral range without one), so parked ports never crowd out
-/// the PASV of another session. A parked port is held through its transfer and [`PARK_TIME`]
-/// after; an unparked one only from PASV to the accept.
+/// The passive port range, shared by every session: who holds how many of its ports, and the
+/// listeners parked between transfers. Every user and every address is owed a quarter of the
+/// range (its share): within its share it gets a port whenever one is free; beyond it, only
+/// while a quarter of the range stays free for the others. So one user's sessions may use
+/// most of an idle range, but hoarding PASV listeners cannot leave another user with 425.
+/// Listeners waiting for a transfer, running ones and parked ones all count; when the range
+/// runs out, parked listeners (an optimisation only) are closed first.
 #[derive(Debug)]
-pub struct ParkBudget {
-    parked: AtomicUsize,
-    max: usize,
+pub struct PassivePorts {
+    range: Option<(u16, u16)>,
+    /// Ports in the range (`None`: the kernel's ephemeral range, no shares kept).
+    total: Option<usize>,
+    /// A user's or an address's share, and the ports kept free for others beyond it.
+    share: usize,
+    held: Mutex<Held>,
+    /// Most listeners parked at once, server-wide: also a quarter of the range, so parked
+    /// ports never crowd out the PASV of another session.
+    max_parked: usize,
+    parked: Mutex<Vec<Weak<ParkedSlot>>>,
 }
 
-impl ParkBudget {
-    pub fn new(range: Option<(u16, u16)>) -> Arc<ParkBudget> {
-        let ports = match range {
-            Some((lo, hi)) => usize::from(hi - lo) + 1,
-            None => 28_000,
-        };
-        Arc::new(ParkBudget {
-            parked: AtomicUsize::new(0),
-            max: ports / 4,
+#[derive(Debug, Default)]
+struct Held {
+    by: HashMap<PortHolder, usize>,
+    in_use: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PortHolder {
+    User(Arc<str>),
+    Address(IpAddr),
+}
+
+/// A parked listener's place: emptied by its session's next PASV, or by [`PassivePorts`]
+/// when the range runs out.
+type ParkedSlot = Mutex<Option<PassiveListener>>;
+
+/// What a passive listener is charged to; given back when it drops.
+#[derive(Debug)]
+struct PortLease {
+    ports: Arc<PassivePorts>,
+    user: Arc<str>,
+    ip: IpAddr,
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        let mut held = self.ports.table();
+        held.in_use = held.in_use.saturating_sub(1);
+        for holder in [
+            PortHolder::User(self.user.clone()),
+            PortHolder::Address(self.ip),
+        ] {
+            if let Some(n) = held.by.get_mut(&holder) {
+                *n -= 1;
+                if *n == 0 {
+                    held.by.remove(&holder);
+                }
+            }
+        }
+    }
+}
+
+/// A listening passive data port, charged to the user and address that asked for it.
+#[derive(Debug)]
+pub struct PassiveListener {
+    pub listener: std::net::TcpListener,
+    pub port: u16,
+    _lease: PortLease,
+}
+
+impl PassivePorts {
+    pub fn new(range: Option<(u16, u16)>) -> Arc<PassivePorts> {
+        let total = range.map(|(lo, hi)| usize::from(hi - lo) + 1);
+        let ports = total.unwrap_or(28_000);
+        Arc::new(PassivePorts {
+            range,
+            total,
+            share: (ports / 4).max(1),
+            held: Mutex::new(Held::default()),
+            max_parked: ports / 4,
+            parked: Mutex::new(Vec::new()),
         })
     }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn parked_slots(&self) -> std::sync::MutexGuard<'_, Vec<Weak<ParkedSlot>>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a passive listener on `bind` for `user` connected from `ip`: 425 when the user
+    /// or the address already holds its share of the range, or the range is full even after
+    /// closing the parked listeners.
+    pub fn open(
+        self: &Arc<Self>,
+        bind: IpAddr,
+        user: &Arc<str>,
+        ip: IpAddr,
+    ) -> Result<PassiveListener> {
+        let lease = self.lease(user, ip)?;
+        let (listener, port) = match open_passive(bind, self.range) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && self.close_parked() > 0 => {
+                open_passive(bind, self.range).map_err(passive_failed)?
+            }
+            Err(e) => return Err(passive_failed(e)),
+        };
+        Ok(PassiveListener {
+            listener,
+            port,
+            _lease: lease,
+        })
+    }
+
+    fn lease(self: &Arc<Self>, user: &Arc<str>, ip: IpAddr) -> Result<PortLease> {
+        let mut held = self.table();
+        let (by_user, by_ip) = (PortHolder::User(user.clone()), PortHolder::Address(ip));
+        let count = |h: &PortHolder| held.by.get(h).copied().unwrap_or(0);
+        let within_share = count(&by_user) < self.share && count(&by_ip) < self.share;
+        let others_keep_theirs = match self.total {
+            Some(total) => held.in_use + 1 + self.share <= total,
+            None => true,
+        };
+        if !within_share && !others_keep_theirs {
+            tracing::warn!(user = %user, %ip, share = self.share, "passive port share used up");
+            return Err(Error::NoDataConnection(format!(
+                "Too many passive ports held by your sessions ({} of {} are yours to hold \
+                 while others need them): finish or abort a transfer first",
+                self.share,
+                self.total.unwrap_or(0)
+            )));
+        }
+        held.in_use += 1;
+        *held.by.entry(by_user).or_insert(0) += 1;
+        *held.by.entry(by_ip).or_insert(0) += 1;
+        Ok(PortLease {
+            ports: self.clone(),
+            user: user.clone(),
+            ip,
+        })
+    }
+
+    /// Closes every parked listener; returns how many there were.
+    fn close_parked(&self) -> usize {
+        let slots: Vec<_> = self.parked_slots().drain(..).collect();
+        let mut closed = 0;
+        for slot in slots.iter().filter_map(Weak::upgrade) {
+            if slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .is_some()
+            {
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::info!(closed, "passive range full: closed parked listeners");
+        }
+        closed
+    }
 }
 
-/// A passive listener kept between two transfers of one session, see [`PARK_TIME`].
+/// A passive port could not be opened: the client gets 425, the operator a warning (a full
+/// port range is a configuration problem, not the client's).
+fn passive_failed(e: io::Error) -> Error {
+    tracing::warn!(error = %e, "cannot open a passive port");
+    Error::NoDataConnection(format!("Cannot open passive port: {e}"))
+}
+
+/// A passive listener kept between two transfers of one session, see [`PARK_TIME`]. The
+/// listener sits in a slot [`PassivePorts`] can empty when the range runs out.
 #[derive(Debug)]
 pub struct ParkedListener {
-    listener: std::net::TcpListener,
-    port: u16,
+    slot: Arc<ParkedSlot>,
     pub until: tokio::time::Instant,
-    _ticket: ParkTicket,
-}
-
-/// One place in the [`ParkBudget`], given back when dropped.
-#[derive(Debug)]
-struct ParkTicket(Arc<ParkBudget>);
-
-impl Drop for ParkTicket {
-    fn drop(&mut self) {
-        self.0.parked.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl ParkedListener {
     /// Parks the listener if the budget allows; otherwise it is closed.
-    pub fn park(
-        listener: std::net::TcpListener,
-        port: u16,
-        budget: &Arc<ParkBudget>,
-    ) -> Option<ParkedListener> {
-        let taken = budget
-            .parked
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < budget.max).then_some(n + 1)
-            });
-        taken.ok()?;
+    pub fn park(listener: PassiveListener, ports: &Arc<PassivePorts>) -> Option<ParkedListener> {
+        let mut parked = ports.parked_slots();
+        parked.retain(|w| w.strong_count() > 0);
+        if parked.len() >= ports.max_parked {
+            return None;
+        }
+        let slot = Arc::new(Mutex::new(Some(listener)));
+        parked.push(Arc::downgrade(&slot));
         Some(ParkedListener {
-            listener,
-            port,
+            slot,
             until: tokio::time::Instant::now() + PARK_TIME,
-            _ticket: ParkTicket(budget.clone()),
         })
     }
 
-    /// The listener for a new PASV/EPSV. Connections that queued while it was parked were
-    /// not asked for by this PASV (a client connects only once it has the reply): closed.
-    pub fn reuse(self) -> io::Result<(std::net::TcpListener, u16)> {
-        while let Some((stale, from)) = try_accept(&self.listener)? {
-            tracing::debug!(?from, "closed a data connection nobody asked for");
-            drop(stale);
+    /// The listener for a new PASV/EPSV, unless it was closed meanwhile. Connections that
+    /// queued while it was parked were not asked for by this PASV (a client connects only
+    /// once it has the reply): closed.
+    pub fn reuse(self) -> Option<PassiveListener> {
+        let listener = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        loop {
+            match try_accept(&listener.listener) {
+                Ok(Some((stale, from))) => {
+                    tracing::debug!(?from, "closed a data connection nobody asked for");
+                    drop(stale);
+                }
+                Ok(None) => return Some(listener),
+                Err(_) => return None,
+            }
         }
-        Ok((self.listener, self.port))
     }
 }
 
@@ -337,12 +483,16 @@ pub fn accept_queued(
 /// connection comes back non-blocking and not registered with the event loop, see
 /// [`DataPlan::Passive`].
 pub async fn accept_from(
-    listener: std::net::TcpListener,
+    passive: PassiveListener,
     peer_ip: IpAddr,
     timeout: Duration,
 ) -> Result<std::net::TcpStream> {
     let accept_failed =
         |e: io::Error| Error::NoDataConnection(format!("Cannot accept data connection: {e}"));
+    // The port stays charged to its holder while the transfer waits on it.
+    let PassiveListener {
+        listener, _lease, ..
+    } = passive;
     if let Some(stream) = accept_queued(&listener, peer_ip).map_err(accept_failed)? {
         return Ok(stream);
     }

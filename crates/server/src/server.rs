@@ -33,8 +33,9 @@ pub struct Shared {
     pub guard: LoginGuard,
     pub quotas: QuotaRegistry,
     pub homes: crate::vfs::Homes,
-    /// Passive listeners kept between transfers, server-wide.
-    pub park: Arc<crate::data::ParkBudget>,
+    /// The passive port range: shares per user and address, listeners parked between
+    /// transfers.
+    pub ports: Arc<crate::data::PassivePorts>,
     /// Blocking threads uploads may hold ([`Config::upload_threads`]); an upload past them
     /// waits for one, with its bytes queued in the kernel.
     pub upload_threads: Arc<Semaphore>,
@@ -98,7 +99,7 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
-        let park = crate::data::ParkBudget::new(config.passive_ports);
+        let ports = crate::data::PassivePorts::new(config.passive_ports);
         let upload_threads = Arc::new(Semaphore::new(config.upload_threads()));
         Server {
             shared: Arc::new(Shared {
@@ -108,7 +109,7 @@ impl Server {
                 guard,
                 quotas,
                 homes: crate::vfs::Homes::default(),
-                park,
+                ports,
                 upload_threads,
                 shutdown,
             }),
@@ -119,9 +120,11 @@ impl Server {
     /// `implicit` is the optional implicit-FTPS listener: its sessions start with a handshake.
     pub async fn serve(self, listener: TcpListener, implicit: Option<TcpListener>) {
         let shared = self.shared;
-        // Usage true to the disk: files may have changed while the server was down. In the
-        // background, so start-up does not wait on large homes; users who log in meanwhile
-        // keep their live counters.
+        // Usage true to the disk: the stored counters are not trusted at start (a crash leaves
+        // unsettled uploads; files may have changed while the server was down). In the
+        // background, so start-up does not wait on large homes; a user who logs in before
+        // their turn is recounted by the login itself (`QuotaRegistry::attach`), and a scan
+        // never runs while a session of its user exists (see `quota.rs`).
         let rescan = shared.clone();
         tokio::task::spawn_blocking(move || rescan.quotas.rescan_all());
         let tracker = TaskTracker::new();

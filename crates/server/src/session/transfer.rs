@@ -109,13 +109,6 @@ fn aborted() -> Error {
     Error::TransferAborted("Transfer aborted".into())
 }
 
-/// A passive port could not be opened: the client gets 425, the operator a warning (a full
-/// port range is a configuration problem, not the client's).
-fn passive_failed(e: std::io::Error) -> Error {
-    tracing::warn!(error = %e, "cannot open a passive port");
-    Error::NoDataConnection(format!("Cannot open passive port: {e}"))
-}
-
 fn quota_exceeded(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::QuotaExceeded, what.to_owned())
 }
@@ -135,7 +128,7 @@ enum DataConn {
     /// Accepted when the transfer command arrived (the usual case for passive mode).
     Ready(std::net::TcpStream),
     /// The client has not connected yet.
-    Passive(std::net::TcpListener),
+    Passive(data::PassiveListener),
     /// PROT P passive: accepted and handshaken by its own task since PASV/EPSV.
     PendingTls(data::PendingTls),
     Active(SocketAddr),
@@ -270,22 +263,25 @@ impl Session {
     /// returns its port. Under PROT P the listener goes to a task that accepts and handshakes
     /// the client's connection as soon as it comes ([`data::PendingTls`]).
     fn listen_passive(&mut self, local_ip: IpAddr) -> Result<u16> {
-        let range = self.shared.config.passive_ports;
         let protect = self.protection();
         let timeout = self.shared.config.data_timeout;
+        let (ports, peer_ip) = (self.shared.ports.clone(), self.peer.ip());
         let client = self.client()?;
         // A PASV replaces any earlier data plan, whose listener closes here.
         client.data = None;
-        let reused = client.parked.take().and_then(|p| p.reuse().ok());
-        let (listener, port) = match reused {
+        let passive = match client.parked.take().and_then(|p| p.reuse()) {
             Some(reused) => reused,
-            None => data::open_passive(local_ip, range).map_err(passive_failed)?,
+            None => {
+                let user: Arc<str> = Arc::from(client.account.name.as_str());
+                ports.open(local_ip, &user, peer_ip)?
+            }
         };
+        let port = passive.port;
         client.data = Some(match protect {
             Some((tls, owner)) => {
-                DataPlan::PassiveTls(data::PendingTls::start(listener, tls, owner, timeout))
+                DataPlan::PassiveTls(data::PendingTls::start(passive, tls, owner, timeout))
             }
-            None => DataPlan::Passive(listener, port),
+            None => DataPlan::Passive(passive),
         });
         Ok(port)
     }
@@ -356,12 +352,12 @@ impl Session {
         let conn = match plan {
             // The client is usually connected by now: take its connection, and keep the
             // listener for the next PASV. An accept error is left to the transfer to report.
-            DataPlan::Passive(listener, port) => match data::accept_queued(&listener, peer_ip) {
+            DataPlan::Passive(passive) => match data::accept_queued(&passive.listener, peer_ip) {
                 Ok(Some(stream)) => {
-                    client.parked = data::ParkedListener::park(listener, port, &self.shared.park);
+                    client.parked = data::ParkedListener::park(passive, &self.shared.ports);
                     DataConn::Ready(stream)
                 }
-                Ok(None) | Err(_) => DataConn::Passive(listener),
+                Ok(None) | Err(_) => DataConn::Passive(passive),
             },
             DataPlan::PassiveTls(pending) => {
                 if protect.is_none() {
