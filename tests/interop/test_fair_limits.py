@@ -63,3 +63,53 @@ def test_one_user_cannot_take_every_passive_port(start_server):
         again.close()
         time.sleep(0.1)
     assert r.code == 227, r
+
+
+def _timed_upload(srv, user: str, data: bytes, ascii: bool) -> float:
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", srv.port, timeout=30)
+    ftp.login(user, PASSWORDS[user])
+    t0 = time.monotonic()
+    if ascii:
+        ftp.storlines("STOR up.txt", __import__("io").BytesIO(data))
+    else:
+        ftp.storbinary("STOR up.bin", __import__("io").BytesIO(data))
+    elapsed = time.monotonic() - t0
+    ftp.quit()
+    return elapsed
+
+
+@pytest.mark.parametrize("ascii", [True, False], ids=["type-a", "type-i"])
+def test_trickling_uploads_do_not_hold_up_another_users_upload(start_server, ascii):
+    """Many uploads of one user that send a byte now and then (TYPE A goes through the
+    user-space path, like TLS) must not take the upload threads another user's upload needs:
+    with 8 blocking threads (4 for uploads) and 12 trickling uploads, bob's 1 MiB upload stays
+    within twice its idle time."""
+    srv = start_server(blocking_threads=8)
+    data = (b"line of text\n" * 80_000)[: 1024 * 1024]
+    idle = min(_timed_upload(srv, "bob", data, ascii) for _ in range(3))
+    tricklers = []
+    try:
+        for i in range(12):
+            c = srv.raw("alice")
+            if ascii:
+                assert c.cmd("TYPE A").code == 200
+            host, port = c.pasv()
+            d = socket.create_connection((host, port), timeout=10)
+            c.send(f"STOR t{i}.txt\r\n".encode())
+            assert c.reply().code == 150
+            d.sendall(b"x\n")
+            tricklers.append((c, d))
+        busy = []
+        for _ in range(5):
+            for _, d in tricklers:
+                d.sendall(b"y\n")
+            busy.append(_timed_upload(srv, "bob", data, ascii))
+        # The median of five: one upload slowed by the noisy host is not the server's doing;
+        # before the fix, every one of them waited for as long as the tricklers lived.
+        typical = sorted(busy)[len(busy) // 2]
+        assert typical < 2 * idle + 0.5, (typical, idle, busy)
+    finally:
+        for c, d in tricklers:
+            d.close()
+            c.close()

@@ -214,7 +214,9 @@ def test_part_files_are_unreachable_and_the_quota_stays_exact(start_server):
     quota = 20 * 1024 * 1024
     srv = start_server(user_args={"alice": ["--quota", str(quota)]})
     home = srv.home()
-    (home / "foo.bin").write_bytes(os.urandom(1024 * 1024))
+    first = srv.connect("alice")
+    first.storbinary("STOR foo.bin", io.BytesIO(os.urandom(1024 * 1024)))
+    first.close()
     new = os.urandom(12 * 1024 * 1024)
     uploader, conn = start_overwrite(srv, "foo.bin", new)
     part = ".foo.bin.ferry-part"

@@ -725,14 +725,31 @@ pub struct UploadMeter {
     pub reserved: Arc<AtomicU64>,
     pub stop: CancellationToken,
     pub threads: Arc<Semaphore>,
+    /// The uploading user's share of `threads` (see `server::UploadThreads`).
+    pub user_threads: Arc<Semaphore>,
+}
+
+/// One upload thread held: of the user's share and of the server's.
+pub struct UploadThread {
+    _user: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
 }
 
 impl UploadMeter {
-    /// Waits for one of the blocking threads uploads may hold; the client's bytes queue in the
-    /// kernel meanwhile. ABOR or the end of the session stop the wait.
-    async fn thread(&self) -> io::Result<OwnedSemaphorePermit> {
+    /// Waits for one of the blocking threads uploads may hold, within the user's share; the
+    /// client's bytes queue in the kernel meanwhile. ABOR or the end of the session stop the
+    /// wait.
+    async fn thread(&self) -> io::Result<UploadThread> {
+        let acquire = async {
+            let user = self.user_threads.clone().acquire_owned().await;
+            let all = self.threads.clone().acquire_owned().await;
+            match (user, all) {
+                (Ok(_user), Ok(_all)) => Ok(UploadThread { _user, _all }),
+                _ => Err(aborted_upload()),
+            }
+        };
         tokio::select! {
-            permit = self.threads.clone().acquire_owned() => permit.map_err(|_| aborted_upload()),
+            thread = acquire => thread,
             _ = self.stop.cancelled() => Err(aborted_upload()),
         }
     }
@@ -745,13 +762,17 @@ impl UploadMeter {
     }
 }
 
-/// Receives an upload into `file` until the client closes the data connection.
+/// Receives an upload into `file` until the client closes the data connection (TLS and TYPE A
+/// uploads: the bytes pass through user space here; plain binary ones use [`receive_plain`]).
 ///
-/// The socket is read here while a writer on the blocking pool writes the previous buffers to
-/// the file, so network and disk overlap; buffers travel to the writer and back through two
-/// small channels and are reused (bounded memory: [`UPLOAD_BUFFERS`] x [`UPLOAD_CHUNK`]).
+/// The socket is read on the event loop while the previous buffer is written on the blocking
+/// pool, so network and disk overlap; each write is one short job holding one of the meter's
+/// `threads` only while it runs. A client that trickles its bytes therefore holds no thread
+/// between them (a writer thread kept for the whole upload let a few hundred slow TYPE A
+/// uploads of one user take every upload thread). Two buffers of [`UPLOAD_CHUNK`] per upload:
+/// one being filled, one being written.
 ///
-/// Every chunk is reserved against the user's quota before it is written (`reserved` counts
+/// Every buffer is reserved against the user's quota before it is written (`reserved` counts
 /// it, for the caller to reconcile with the file's real size afterwards). When the quota runs
 /// out, the part that still fits is written and the upload stops with `QuotaExceeded` (552):
 /// the user ends at, never over, their limit.
@@ -761,29 +782,74 @@ pub async fn receive_file(
     ascii: bool,
     meter: &UploadMeter,
 ) -> io::Result<u64> {
-    // The writer holds its thread for the whole upload.
-    let _thread = meter.thread().await?;
-    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(UPLOAD_BUFFERS);
-    let (to_reader, mut from_writer) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_BUFFERS);
-    for _ in 0..UPLOAD_BUFFERS {
-        // The channel has room for exactly these.
-        let _ = to_reader.try_send(Vec::with_capacity(UPLOAD_CHUNK));
-    }
-    let writer = tokio::task::spawn_blocking(move || write_chunks(file, from_reader, to_reader));
-    let read_result = read_chunks(stream, ascii, meter, &to_writer, &mut from_writer).await;
-    // Closing the channel lets the writer finish what it has and report.
-    drop(to_writer);
-    let write_result = writer
-        .await
-        .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
-    // A write error (disk full) is the cause even when it made the reading side stop too.
-    write_result?;
+    let mut writer = ChunkWriter {
+        file: Some(file),
+        writing: None,
+        spare: Some(Vec::with_capacity(UPLOAD_CHUNK)),
+    };
+    let read_result = read_chunks(stream, ascii, meter, &mut writer).await;
+    // What was read is written, whatever ended the reading; a write error (disk full) is the
+    // cause even when it made the reading side stop too.
+    writer.finish().await?;
     read_result
+}
+
+/// The write side of [`receive_file`]: at most one write job at a time, in order.
+struct ChunkWriter {
+    /// Away while a write job has it.
+    file: Option<std::fs::File>,
+    writing: Option<tokio::task::JoinHandle<WriteDone>>,
+    /// The buffer not being filled or written.
+    spare: Option<Vec<u8>>,
+}
+
+/// A finished write job: the file and the buffer back, and how the write went.
+type WriteDone = (std::fs::File, Vec<u8>, io::Result<()>);
+
+impl ChunkWriter {
+    /// Waits for the running write job, if any; its buffer becomes the spare one.
+    async fn settle(&mut self) -> io::Result<()> {
+        let Some(job) = self.writing.take() else {
+            return Ok(());
+        };
+        let (file, mut buf, result) = job
+            .await
+            .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
+        self.file = Some(file);
+        buf.clear();
+        self.spare = Some(buf);
+        result
+    }
+
+    /// Starts writing `buf` on the blocking pool (after the previous write) with one of the
+    /// uploads' threads; returns the buffer to fill next.
+    async fn write(&mut self, buf: Vec<u8>, meter: &UploadMeter) -> io::Result<Vec<u8>> {
+        self.settle().await?;
+        let permit = meter.thread().await?;
+        let Some(mut file) = self.file.take() else {
+            return Err(io::Error::other("upload writer lost its file"));
+        };
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let result = file.write_all(&buf);
+            drop(permit);
+            (file, buf, result)
+        }));
+        Ok(self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(UPLOAD_CHUNK)))
+    }
+
+    /// Waits for the last write.
+    async fn finish(&mut self) -> io::Result<()> {
+        self.settle().await
+    }
 }
 
 /// How long a plain upload's thread waits for the client's next bytes before it goes back to
 /// the pool; the upload then waits on the event loop and takes a thread again when bytes come.
-const UPLOAD_IDLE_HOLD: Duration = Duration::from_secs(1);
+const UPLOAD_IDLE_HOLD: Duration = Duration::from_millis(100);
 
 /// Receives a plain binary upload on one blocking thread: read up to [`UPLOAD_CHUNK`] from the
 /// socket, reserve it against the quota, write it, repeat. A client sends faster than one read
@@ -896,45 +962,42 @@ fn aborted_upload() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "transfer aborted")
 }
 
-/// Buffers in flight per upload, and their size.
-const UPLOAD_BUFFERS: usize = 3;
+/// Size of an upload's buffers.
 const UPLOAD_CHUNK: usize = 1024 * 1024;
 
 async fn read_chunks(
     stream: &mut Stream,
     ascii: bool,
     meter: &UploadMeter,
-    to_writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
-    from_writer: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    writer: &mut ChunkWriter,
 ) -> io::Result<u64> {
     let (stall, stop) = (meter.stall, &meter.stop);
-    let writer_gone = || io::Error::other("upload writer stopped");
     let mut conv = FromNetwork::default();
     let mut raw = if ascii {
         vec![0u8; UPLOAD_CHUNK / 2]
     } else {
         Vec::new()
     };
+    let mut buf = Vec::with_capacity(UPLOAD_CHUNK);
     let mut total = 0u64;
-    let mut at_end = false;
-    let mut failed = None;
     loop {
-        // A free buffer; waiting here is the back-pressure when the disk is slower.
-        let mut buf = from_writer.recv().await.ok_or_else(writer_gone)?;
-        buf.clear();
+        let mut at_end = false;
+        let mut failed = None;
         let n = if ascii {
             let n = until_stopped(stop, read_step(stream, &mut raw, stall)).await?;
             conv.convert(&raw[..n], &mut buf);
             if n == 0 {
                 conv.finish(&mut buf);
+                at_end = true;
             }
             n
         } else {
             // Into the buffer's spare capacity: no zero-filling a megabyte per read. While the
-            // writer still has buffers to write, this one keeps filling: fewer, fuller writes
-            // and fewer wake-ups when the client sends faster than the disk takes it; an idle
-            // writer gets each read at once. A failed read still passes on what this buffer
+            // previous buffer is still being written, this one keeps filling: fewer, fuller
+            // writes when the client sends faster than the disk takes it; with the writer idle
+            // each read goes out at once. A failed read still passes on what this buffer
             // holds: bytes that reached the server are written before the error is reported.
+            let before = buf.len();
             loop {
                 let read = until_stopped(stop, async {
                     end_of_upload(step(stall, stream.read_buf(&mut buf)).await)
@@ -948,12 +1011,12 @@ async fn read_chunks(
                         break;
                     }
                 }
-                let writer_busy = from_writer.len() + 1 < UPLOAD_BUFFERS;
+                let writer_busy = writer.writing.as_ref().is_some_and(|w| !w.is_finished());
                 if at_end || !writer_busy || buf.capacity() - buf.len() < UPLOAD_CHUNK / 8 {
                     break;
                 }
             }
-            buf.len()
+            buf.len() - before
         };
         total += n as u64;
         meter.received.fetch_add(n as u64, Ordering::Relaxed);
@@ -962,8 +1025,7 @@ async fn read_chunks(
         // granted <= buf.len(), so it fits in usize.
         buf.truncate(usize::try_from(granted).unwrap_or(0));
         if !buf.is_empty() {
-            // Never blocks: only UPLOAD_BUFFERS buffers exist and the channel holds that many.
-            to_writer.send(buf).map_err(|_| writer_gone())?;
+            buf = writer.write(buf, meter).await?;
         }
         if over {
             return Err(io::Error::new(
@@ -974,7 +1036,7 @@ async fn read_chunks(
         if let Some(e) = failed {
             return Err(e);
         }
-        if n == 0 || at_end {
+        if at_end {
             return Ok(total);
         }
     }
@@ -1005,21 +1067,6 @@ fn end_of_upload(read: io::Result<usize>) -> io::Result<usize> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
     }
-}
-
-/// The blocking half of an upload: writes buffers in order and hands them back for reuse.
-fn write_chunks(
-    mut file: std::fs::File,
-    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
-    recycle: tokio::sync::mpsc::Sender<Vec<u8>>,
-) -> io::Result<()> {
-    use std::io::Write;
-    for buf in chunks {
-        file.write_all(&buf)?;
-        // The reader may have stopped already; then the buffer is simply dropped.
-        let _ = recycle.try_send(buf);
-    }
-    file.flush()
 }
 
 /// Sends an in-memory listing and closes the connection.

@@ -38,12 +38,42 @@ pub struct Shared {
     pub ports: Arc<crate::data::PassivePorts>,
     /// Blocking threads uploads may hold ([`Config::upload_threads`]); an upload past them
     /// waits for one, with its bytes queued in the kernel.
-    pub upload_threads: Arc<Semaphore>,
+    pub upload_threads: Arc<UploadThreads>,
     pub shutdown: CancellationToken,
 }
 
 pub struct Server {
     shared: Arc<Shared>,
+}
+
+/// The blocking threads uploads may hold, server-wide and per user: a user's uploads hold at
+/// most a quarter of them, so one user's many slow uploads cannot make another user's wait.
+pub struct UploadThreads {
+    pub all: Arc<Semaphore>,
+    per_user: usize,
+    users: Mutex<HashMap<String, std::sync::Weak<Semaphore>>>,
+}
+
+impl UploadThreads {
+    fn new(threads: usize) -> UploadThreads {
+        UploadThreads {
+            all: Arc::new(Semaphore::new(threads)),
+            per_user: (threads / 4).max(1),
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `user`'s share, shared by all of the user's uploads while any of them runs.
+    pub fn of_user(&self, user: &str) -> Arc<Semaphore> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(share) = users.get(user).and_then(std::sync::Weak::upgrade) {
+            return share;
+        }
+        users.retain(|_, w| w.strong_count() > 0);
+        let share = Arc::new(Semaphore::new(self.per_user));
+        users.insert(user.to_owned(), Arc::downgrade(&share));
+        share
+    }
 }
 
 /// Counts sessions per client IP; a [`PerIpGuard`] gives its slot back on drop.
@@ -100,7 +130,7 @@ impl Server {
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
         let ports = crate::data::PassivePorts::new(config.passive_ports);
-        let upload_threads = Arc::new(Semaphore::new(config.upload_threads()));
+        let upload_threads = Arc::new(UploadThreads::new(config.upload_threads()));
         Server {
             shared: Arc::new(Shared {
                 config,

@@ -695,7 +695,11 @@ impl Session {
         } = plan;
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        let threads = self.shared.upload_threads.clone();
+        let threads = self.shared.upload_threads.all.clone();
+        let user_threads = match &self.state {
+            State::LoggedIn(c) => self.shared.upload_threads.of_user(&c.account.name),
+            _ => return Err(Error::NotLoggedIn("Please login with USER and PASS")),
+        };
         let task = async move {
             let reserved = Arc::new(AtomicU64::new(0));
             let result = async {
@@ -707,6 +711,7 @@ impl Session {
                     reserved: reserved.clone(),
                     stop: stop.clone(),
                     threads,
+                    user_threads,
                 };
                 if target.is_plain() && !ascii {
                     let tcp = tokio::select! {
