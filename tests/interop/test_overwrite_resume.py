@@ -209,7 +209,8 @@ def bytes_on_disk(home: Path) -> int:
 def test_part_files_are_unreachable_and_the_quota_stays_exact(start_server):
     """While an overwrite runs, a second session of the same user tries every command on the
     hidden part file: DELE (would give its bytes back twice), RNFR/RNTO (would keep them
-    uncounted), RETR, STOR, APPE, SIZE, MDTM, HASH, LIST, MLST, MKD, CWD. All are refused;
+    uncounted), RETR, STOR, APPE, SIZE, MDTM, HASH, LIST, MLST, MKD, CWD. All are refused
+    (553, a name not allowed);
     afterwards the counter, the disk and a rescan agree and stay within the quota."""
     quota = 20 * 1024 * 1024
     srv = start_server(user_args={"alice": ["--quota", str(quota)]})
@@ -228,7 +229,7 @@ def test_part_files_are_unreachable_and_the_quota_stays_exact(start_server):
             reply = other.sendcmd(cmd)
         except ftplib.Error as e:
             reply = str(e)
-        assert reply[:3] == "550", (cmd, reply)
+        assert reply[:3] == "553", (cmd, reply)
     for verb in ("RETR", "STOR", "APPE", "LIST", "NLST"):
         with pytest.raises(ftplib.error_perm) as refused:
             if verb == "RETR":
@@ -237,7 +238,7 @@ def test_part_files_are_unreachable_and_the_quota_stays_exact(start_server):
                 other.storbinary(f"{verb} {part}", io.BytesIO(b"x" * 1000))
             else:
                 other.retrlines(f"{verb} {part}", lambda line: None)
-        assert str(refused.value)[:3] == "550", (verb, refused.value)
+        assert str(refused.value)[:3] == "553", (verb, refused.value)
     with pytest.raises(ftplib.error_perm):
         other.sendcmd(f"RNTO {part}")  # no RNFR accepted: 503
     # Nothing of the part is listed, and the part is still there, whole.

@@ -4,6 +4,7 @@ names) and must never reveal or modify anything outside alice's home."""
 from __future__ import annotations
 
 import ftplib
+import io
 import os
 import socket
 
@@ -299,3 +300,26 @@ def test_stor_name_dot_and_dotdot(jail, ftp):
     assert code(stor_bytes, ftp, ".", b"x") in (550, 553)
     assert code(stor_bytes, ftp, "/", b"x") in (550, 553)
     assert_alive(ftp)
+
+
+def test_hard_link_to_a_file_outside_the_home_is_never_written(ferry_server, ftp, tmp_path):
+    """A hard link made by someone with shell access: the jail cannot tell where the file's
+    other names are, so a file with more than one link is not changed in place (APPE,
+    REST+STOR, MFMT are refused); an overwrite replaces the link in the home and leaves the
+    outside file alone. Reading it is the administrator's business (see ARCHITECTURE.md)."""
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside the home\n")
+    home = ferry_server.home()
+    os.link(outside, home / "linked.txt")
+    mtime = outside.stat().st_mtime
+    for attempt in (lambda: ftp.storbinary("APPE linked.txt", io.BytesIO(b"appended")),
+                    lambda: ftp.storbinary("STOR linked.txt", io.BytesIO(b"resumed"), rest=5),
+                    lambda: ftp.sendcmd("MFMT 20000101000000 linked.txt")):
+        with pytest.raises(ftplib.error_perm) as refused:
+            attempt()
+        assert str(refused.value).startswith("550") and "hard link" in str(refused.value)
+    assert outside.read_bytes() == b"outside the home\n"
+    assert outside.stat().st_mtime == mtime
+    ftp.storbinary("STOR linked.txt", io.BytesIO(b"a new version"))
+    assert (home / "linked.txt").read_bytes() == b"a new version"
+    assert outside.read_bytes() == b"outside the home\n"

@@ -1,7 +1,15 @@
 //! Server configuration: the TOML file as written (`ConfigFile`), merged with command-line
 //! overrides and validated into the typed [`Config`] the server runs with.
+//!
+//! Every number is checked against its allowed range (the constants below, each with the reason
+//! for its bounds) when the file is read, and a value outside is an error that names the key
+//! and the range: nothing is clamped silently, and no value can reach the arithmetic that would
+//! overflow with it (`Instant + timeout` panics near 2^63 s; `Semaphore::new` above 2^61
+//! permits; each parallel login allocates its ~19 MiB argon2 area at start).
 
+use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -121,6 +129,83 @@ impl Config {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2121";
 pub const DEFAULT_DATA_DIR: &str = "./ferry-data";
 
+const MINUTE: u64 = 60;
+const DAY: u64 = 24 * 60 * MINUTE;
+
+/// `idle_timeout_secs`: an idle control connection keeps a session slot and a socket, and the
+/// value also bounds a reply write and a transfer's stall. No client needs a day of silence, and
+/// `Instant::now() + timeout`, computed for every command, cannot overflow with it.
+pub const IDLE_TIMEOUT_SECS: RangeInclusive<u64> = 1..=DAY;
+/// `data_timeout_secs`: how long a data connection (and its TLS handshake) may take to come;
+/// the passive port stays taken meanwhile. A day, as the idle timeout, for the same overflow.
+pub const DATA_TIMEOUT_SECS: RangeInclusive<u64> = 1..=DAY;
+/// `shutdown_grace_secs`: how long a stopping server waits for running sessions; 0 closes them
+/// at once. A day, as the timeouts above (service managers kill a slow stop long before that:
+/// systemd after 90 s unless told otherwise).
+pub const SHUTDOWN_GRACE_SECS: RangeInclusive<u64> = 0..=DAY;
+/// `lockout_secs`: how long an address that kept failing logins is refused. A week is already
+/// a ban; longer belongs in a firewall. At least a second, or the lockout would be none.
+pub const LOCKOUT_SECS: RangeInclusive<u64> = 1..=7 * DAY;
+/// `max_sessions`: each session holds at least one file descriptor, and Linux allows a process
+/// 2^20 of them by default (`fs.nr_open`); the semaphore behind it takes at most 2^61 permits.
+pub const MAX_SESSIONS: RangeInclusive<usize> = 1..=1_000_000;
+/// `max_sessions_per_ip`: at most what the whole server allows.
+pub const MAX_SESSIONS_PER_IP: RangeInclusive<usize> = 1..=1_000_000;
+/// `max_line`: 512 bytes hold any command with a short path (the default, 8192, also holds the
+/// longest path `VirtualPath` takes, 4096 bytes); a session may buffer a line this long, so
+/// 1 MiB is the most (10,000 sessions with 1 MiB each are already 10 GiB).
+pub const MAX_LINE: RangeInclusive<usize> = 512..=1 << 20;
+/// `max_parallel_logins`: each one gets a ~19 MiB argon2 work area, allocated at start (64
+/// areas are 1.2 GiB), and runs on a blocking thread; more parallel argon2 than cores buys no
+/// speed, so 64 covers large machines.
+pub const MAX_PARALLEL_LOGINS: RangeInclusive<usize> = 1..=64;
+/// `blocking_threads`: uploads may take half of them, so 4 leaves 2 for logins, disk calls
+/// and hashing; each thread reserves a stack (2 MiB), so 4096 is already 8 GiB of address space.
+pub const BLOCKING_THREADS: RangeInclusive<usize> = 4..=4096;
+/// `max_login_failures`: failures from one address within 15 minutes before it is locked out.
+/// 0 would lock out at the first mistake; 10,000 is eleven guesses a second for the whole
+/// window, an attack by any measure (the count is a u32 that must not wrap).
+pub const MAX_LOGIN_FAILURES: RangeInclusive<u32> = 1..=10_000;
+/// `passive_ports`: both ends; port 0 means "any" to the kernel, never a port of a range.
+pub const PASSIVE_PORTS: RangeInclusive<u16> = 1..=u16::MAX;
+
+/// `value` if `allowed` holds it, else the error naming `key` and the range.
+fn in_range<T: PartialOrd + Display>(
+    key: &str,
+    value: T,
+    allowed: &RangeInclusive<T>,
+) -> Result<T, String> {
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{key} = {value} is out of range ({}..={})",
+            allowed.start(),
+            allowed.end()
+        ))
+    }
+}
+
+/// A key in seconds: its value or `default`, checked against `allowed`.
+fn secs(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    allowed: &RangeInclusive<u64>,
+) -> Result<Duration, String> {
+    in_range(key, value.unwrap_or(default), allowed).map(Duration::from_secs)
+}
+
+/// A count: its value or `default`, checked against `allowed`.
+fn count<T: PartialOrd + Display>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    allowed: &RangeInclusive<T>,
+) -> Result<T, String> {
+    in_range(key, value.unwrap_or(default), allowed)
+}
+
 impl Config {
     /// Merges the file with command-line overrides (which win) and checks every value.
     pub fn resolve(
@@ -139,16 +224,6 @@ impl Config {
             .as_deref()
             .map(parse_port_range)
             .transpose()?;
-        let max_line = file.max_line.unwrap_or(8192);
-        if !(512..=1 << 20).contains(&max_line) {
-            return Err("max_line must be between 512 and 1048576".into());
-        }
-        let secs = |v: Option<u64>, default: u64, name: &str| -> Result<Duration, String> {
-            match v.unwrap_or(default) {
-                0 => Err(format!("{name} must be at least 1")),
-                n => Ok(Duration::from_secs(n)),
-            }
-        };
         let implicit_tls_listen = file
             .implicit_tls_listen
             .map(|a| {
@@ -179,33 +254,75 @@ impl Config {
             implicit_tls_listen,
             tls_require_session_reuse: file.tls_require_session_reuse.unwrap_or(true),
             plaintext_logins_from: file.plaintext_logins_from.unwrap_or(loopback),
-            max_login_failures: file.max_login_failures.unwrap_or(10).max(1),
-            lockout: Duration::from_secs(file.lockout_secs.unwrap_or(300)),
+            max_login_failures: count(
+                "max_login_failures",
+                file.max_login_failures,
+                10,
+                &MAX_LOGIN_FAILURES,
+            )?,
+            lockout: secs("lockout_secs", file.lockout_secs, 300, &LOCKOUT_SECS)?,
             listen,
             data_dir: data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             passive_ports,
             passive_address: file.passive_address,
-            idle_timeout: secs(file.idle_timeout_secs, 300, "idle_timeout_secs")?,
-            data_timeout: secs(file.data_timeout_secs, 30, "data_timeout_secs")?,
-            shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(30)),
-            max_sessions: file.max_sessions.unwrap_or(10_000).max(1),
-            max_sessions_per_ip: file.max_sessions_per_ip.unwrap_or(1_000).max(1),
-            max_line,
-            max_parallel_logins: file.max_parallel_logins.unwrap_or(2).max(1),
-            blocking_threads: file.blocking_threads.unwrap_or(512).max(4),
+            idle_timeout: secs(
+                "idle_timeout_secs",
+                file.idle_timeout_secs,
+                300,
+                &IDLE_TIMEOUT_SECS,
+            )?,
+            data_timeout: secs(
+                "data_timeout_secs",
+                file.data_timeout_secs,
+                30,
+                &DATA_TIMEOUT_SECS,
+            )?,
+            shutdown_grace: secs(
+                "shutdown_grace_secs",
+                file.shutdown_grace_secs,
+                30,
+                &SHUTDOWN_GRACE_SECS,
+            )?,
+            max_sessions: count("max_sessions", file.max_sessions, 10_000, &MAX_SESSIONS)?,
+            max_sessions_per_ip: count(
+                "max_sessions_per_ip",
+                file.max_sessions_per_ip,
+                1_000,
+                &MAX_SESSIONS_PER_IP,
+            )?,
+            max_line: count("max_line", file.max_line, 8192, &MAX_LINE)?,
+            max_parallel_logins: count(
+                "max_parallel_logins",
+                file.max_parallel_logins,
+                2,
+                &MAX_PARALLEL_LOGINS,
+            )?,
+            blocking_threads: count(
+                "blocking_threads",
+                file.blocking_threads,
+                512,
+                &BLOCKING_THREADS,
+            )?,
             log: file.log.unwrap_or_else(|| "info".into()),
         })
     }
 }
 
+/// `passive_ports = "LO-HI"`: an inclusive range of ports in [`PASSIVE_PORTS`], LO <= HI.
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("passive_ports '{s}' must look like 14000-14999");
+    let bad = || {
+        format!(
+            "passive_ports = \"{s}\" is not a port range like \"14000-14999\" (ports {}..={}, low <= high)",
+            PASSIVE_PORTS.start(),
+            PASSIVE_PORTS.end()
+        )
+    };
     let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-    if lo == 0 || lo > hi {
+    if !PASSIVE_PORTS.contains(&lo) || !PASSIVE_PORTS.contains(&hi) || lo > hi {
         return Err(bad());
     }
     Ok((lo, hi))
@@ -243,6 +360,74 @@ mod tests {
             Config::resolve(file, None, None).expect("ok").default_quota,
             Some(5 << 30)
         );
+    }
+
+    /// Each value just outside its key's range is an error naming the key and the range; the
+    /// values at both ends are accepted.
+    #[test]
+    fn numbers_out_of_range_are_errors_naming_the_key() {
+        let resolve = |t: &str| Config::resolve(toml::from_str(t).expect("toml"), None, None);
+        let huge = i64::MAX;
+        let cases = [
+            ("idle_timeout_secs", 0, "(1..=86400)"),
+            ("idle_timeout_secs", 86_401, "(1..=86400)"),
+            ("idle_timeout_secs", huge, "(1..=86400)"),
+            ("data_timeout_secs", huge, "(1..=86400)"),
+            ("shutdown_grace_secs", huge, "(0..=86400)"),
+            ("lockout_secs", 0, "(1..=604800)"),
+            ("lockout_secs", huge, "(1..=604800)"),
+            ("max_sessions", 0, "(1..=1000000)"),
+            ("max_sessions", 1 << 62, "(1..=1000000)"),
+            ("max_sessions_per_ip", 1 << 62, "(1..=1000000)"),
+            ("max_line", 0, "(512..=1048576)"),
+            ("max_line", 1 << 40, "(512..=1048576)"),
+            ("max_parallel_logins", 0, "(1..=64)"),
+            ("max_parallel_logins", 100, "(1..=64)"),
+            ("blocking_threads", 3, "(4..=4096)"),
+            ("blocking_threads", 1 << 62, "(4..=4096)"),
+            ("max_login_failures", 0, "(1..=10000)"),
+            ("max_login_failures", 10_001, "(1..=10000)"),
+        ];
+        for (key, value, range) in cases {
+            let err = resolve(&format!("{key} = {value}")).expect_err(key);
+            assert_eq!(err, format!("{key} = {value} is out of range {range}"));
+        }
+        for bound in [
+            "idle_timeout_secs = 86400\ndata_timeout_secs = 1\nshutdown_grace_secs = 0",
+            "lockout_secs = 604800\nmax_sessions = 1000000\nmax_sessions_per_ip = 1",
+            "max_line = 512\nmax_parallel_logins = 64\nblocking_threads = 4096",
+            "max_line = 1048576\nmax_parallel_logins = 1\nblocking_threads = 4",
+            "max_login_failures = 10000\npassive_ports = \"1-65535\"",
+            "passive_ports = \"65535-65535\"",
+        ] {
+            resolve(bound).unwrap_or_else(|e| panic!("{bound:?}: {e}"));
+        }
+        for ports in ["0-10", "10-5", "1-65536", "x", "5", "-5", "1-2-3"] {
+            let err = resolve(&format!("passive_ports = \"{ports}\"")).expect_err(ports);
+            assert!(
+                err.starts_with(&format!("passive_ports = \"{ports}\"")),
+                "{err}"
+            );
+            assert!(err.contains("1..=65535"), "{err}");
+        }
+        // Negative numbers are refused by the TOML types already.
+        assert!(toml::from_str::<ConfigFile>("max_sessions = -1").is_err());
+    }
+
+    /// The largest values leave the arithmetic done with them far from its limits.
+    #[test]
+    fn upper_bounds_keep_arithmetic_safe() {
+        use tokio::sync::Semaphore;
+        assert!(*MAX_SESSIONS.end() <= Semaphore::MAX_PERMITS);
+        assert!(*BLOCKING_THREADS.end() / 2 <= Semaphore::MAX_PERMITS);
+        assert!(*MAX_PARALLEL_LOGINS.end() <= Semaphore::MAX_PERMITS);
+        let longest = [&IDLE_TIMEOUT_SECS, &DATA_TIMEOUT_SECS, &LOCKOUT_SECS]
+            .map(|r| Duration::from_secs(*r.end()));
+        for d in longest {
+            assert!(std::time::Instant::now().checked_add(d * 1000).is_some());
+        }
+        let defaults = Config::resolve(ConfigFile::default(), None, None).expect("defaults");
+        assert_eq!(defaults.max_line, 8192);
     }
 
     #[test]

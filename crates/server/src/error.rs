@@ -26,6 +26,10 @@ pub enum Error {
     /// file system call.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// 553 ("File name not allowed"): a path through an upload part file's name, which no
+    /// command may use (see `Session::resolve`).
+    #[error("Reserved name: the server keeps unfinished uploads under it")]
+    ReservedName,
     /// 550: the path names something of the wrong kind (SIZE of a directory, CWD to a file).
     #[error("{0}")]
     WrongKind(&'static str),
@@ -66,6 +70,10 @@ pub enum Error {
     /// says how to resume or start over.
     #[error("{0}")]
     UnfinishedUpload(String),
+    /// 550: a write in place (APPE, REST + STOR, MFMT) to a file with other hard links
+    /// ([`crate::vfs::HardLinked`], lifted by `From<io::Error>`).
+    #[error("{0}")]
+    HardLinked(String),
     /// 550 / 452 / 451 ...: an IO error from the jail, by kind (see [`io_reply`]).
     #[error("{0}")]
     Io(io::Error),
@@ -86,6 +94,12 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         if is_rest_past_end(&e) {
             return Error::BadRestOffset(REST_PAST_END.to_owned());
+        }
+        if let Some(linked) = e
+            .get_ref()
+            .and_then(|r| r.downcast_ref::<crate::vfs::HardLinked>())
+        {
+            return Error::HardLinked(capitalize(&linked.to_string()));
         }
         if let Some(unfinished) = e
             .get_ref()
@@ -123,6 +137,7 @@ impl Error {
                 Reply::new(code, capitalize(&e.to_string()))
             }
             Error::WrongKind(text) => Reply::new(550, *text),
+            Error::ReservedName => Reply::new(553, self.to_string()),
             Error::PortRefused(text) => Reply::new(500, text),
             Error::NoDataConnection(text) => Reply::new(425, text),
             Error::TransferAborted(text) => Reply::new(426, text),
@@ -132,7 +147,7 @@ impl Error {
             Error::ProtRequired => Reply::new(521, self.to_string()),
             Error::DataTls(text) => Reply::new(522, text),
             Error::BadRestOffset(text) => Reply::new(554, text),
-            Error::UnfinishedUpload(text) => Reply::new(550, text),
+            Error::UnfinishedUpload(text) | Error::HardLinked(text) => Reply::new(550, text),
             // Built as `Error::Io(e)` rather than through `From`: the same 554.
             Error::Io(e) if is_rest_past_end(e) => Reply::new(554, REST_PAST_END),
             Error::Io(e) => io_reply(e),

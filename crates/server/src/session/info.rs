@@ -3,6 +3,7 @@
 //! before login; no RFC defines it).
 
 use ferry_proto::command::DataType;
+use ferry_proto::reply::Escaped;
 use ferry_proto::{ParseError, Reply};
 
 use super::{Flow, Session, State};
@@ -37,20 +38,14 @@ const HELP_COMMANDS: &[&str] = &[
 const MAX_CLIENT_NAME: usize = 128;
 
 /// A CLNT name made safe for a log line and a reply: at most [`MAX_CLIENT_NAME`] characters,
-/// control characters and the invisible ones that reorder text (bidi overrides, zero-width
-/// marks) escaped as `\u{..}`, so a client cannot forge or hide log lines with it.
+/// escaped like every other client text in logs and replies ([`Escaped`]: control characters
+/// and the invisible ones that reorder text become `\u{..}`), so a client cannot forge or hide
+/// log lines with it.
 fn client_name_for_log(name: &str) -> String {
-    let mut out = String::with_capacity(name.len().min(MAX_CLIENT_NAME));
-    let mut chars = name.chars();
-    for c in chars.by_ref().take(MAX_CLIENT_NAME) {
-        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || invisible {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    if chars.next().is_some() {
+    let cut = name.char_indices().nth(MAX_CLIENT_NAME).map(|(i, _)| i);
+    let kept = cut.map_or(name, |i| &name[..i]);
+    let mut out = Escaped(kept).to_string();
+    if cut.is_some() {
         out.push_str("...");
     }
     out

@@ -435,9 +435,7 @@ impl Session {
         let c = self.client()?;
         let path = c.cwd.resolve(arg)?;
         if path.as_str().split('/').any(crate::quota::is_part_name) {
-            return Err(Error::WrongKind(
-                "Reserved name: the server keeps unfinished uploads under it",
-            ));
+            return Err(Error::ReservedName);
         }
         Ok((c.vfs.clone(), path))
     }

@@ -134,6 +134,22 @@ impl std::fmt::Display for RestPastEnd {
 
 impl std::error::Error for RestPastEnd {}
 
+/// A write in place refused because the file has more than one hard link (see
+/// [`Vfs::open_write`]): 550, as `Error::HardLinked`.
+#[derive(Debug)]
+pub struct HardLinked;
+
+impl std::fmt::Display for HardLinked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the file has other hard links (perhaps outside your home): it is not changed in \
+             place; upload it anew with STOR",
+        )
+    }
+}
+
+impl std::error::Error for HardLinked {}
+
 /// Longest name (bytes) Linux file systems hold in one path component.
 const MAX_NAME: usize = 255;
 
@@ -314,8 +330,9 @@ impl Vfs {
         }
         let mut opts = OpenOptions::new();
         opts.write(true);
+        // Truncation waits for the checks below: O_TRUNC would change the file before them.
         match mode {
-            WriteMode::Truncate => opts.create(true).truncate(true),
+            WriteMode::Truncate => opts.create(true),
             WriteMode::Append => opts.create(true).append(true),
             WriteMode::Resume(_) => opts.create(true),
             WriteMode::CreateNew => opts.create_new(true),
@@ -325,7 +342,17 @@ impl Vfs {
         if !meta.is_file() {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
         }
+        // A file with another hard link may be that link's file outside the home (someone
+        // with shell access linked it in; the jail cannot see where the other names are):
+        // never written in place. An overwrite still works, through a part file renamed over
+        // this name, which leaves the other link's file as it was.
+        if meta.nlink() > 1 {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
+        }
         let file = file.into_std();
+        if let WriteMode::Truncate = mode {
+            file.set_len(0)?;
+        }
         if let WriteMode::Resume(offset) = mode {
             use std::io::Seek;
             if offset > meta.len() {
@@ -621,6 +648,9 @@ impl Vfs {
             if !(meta.is_file() || meta.is_dir()) {
                 return Err(io::Error::from(io::ErrorKind::PermissionDenied));
             }
+            if meta.is_file() && meta.nlink() > 1 {
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
+            }
             rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
             Ok(())
         };
@@ -646,6 +676,9 @@ impl Vfs {
         let meta = file.metadata()?;
         if !(meta.is_file() || meta.is_dir()) {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        if meta.is_file() && meta.nlink() > 1 {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
         }
         rustix::fs::futimens(&file, times)?;
         Ok(())

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::harness::{
-    add_user, cli, curl, ferryd_command, Background, TestServer, ALICE_PW, BOB_PW,
+    add_user, cli, curl, ferryd_command, run, Background, FtpControl, TestServer, ALICE_PW, BOB_PW,
 };
 
 fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -321,4 +321,88 @@ fn concurrent_user_adds_on_fresh_data_dir() {
         ROUNDS * WRITERS,
         failures.join("\n")
     );
+}
+
+/// Config values near integer limits used to be accepted and then panic a session or the
+/// server (`Instant + 2^63 s`, a semaphore of 2^62 permits, 100 argon2 areas of 19 MiB). Each
+/// out-of-range value, and a bad `--listen` flag, must stop `ferryd serve` at once, before it
+/// listens, with an error naming the key and its range; values at both ends of every range
+/// start a server that serves a login.
+#[test]
+fn serve_rejects_config_values_out_of_range() {
+    // (config file, --listen flag, what stderr must say)
+    let mut cases: Vec<(String, &str, String)> = [
+        ("idle_timeout_secs = 9223372036854775807", "(1..=86400)"),
+        ("idle_timeout_secs = 0", "(1..=86400)"),
+        ("data_timeout_secs = 86401", "(1..=86400)"),
+        ("shutdown_grace_secs = 9223372036854775807", "(0..=86400)"),
+        ("lockout_secs = 9223372036854775807", "(1..=604800)"),
+        ("max_sessions = 4611686018427387904", "(1..=1000000)"),
+        ("max_sessions_per_ip = 0", "(1..=1000000)"),
+        ("blocking_threads = 4611686018427387904", "(4..=4096)"),
+        ("blocking_threads = 3", "(4..=4096)"),
+        ("max_parallel_logins = 100", "(1..=64)"),
+        ("max_parallel_logins = 0", "(1..=64)"),
+        ("max_line = 0", "(512..=1048576)"),
+        ("max_line = 1073741824", "(512..=1048576)"),
+        ("max_login_failures = 0", "(1..=10000)"),
+    ]
+    .into_iter()
+    .map(|(line, range)| {
+        let want = format!("{line} is out of range {range}");
+        (line.to_owned(), "127.0.0.1:0", want)
+    })
+    .collect();
+    for ports in ["2000-1000", "0-1000", "1000-70000"] {
+        let line = format!("passive_ports = \"{ports}\"");
+        let want = format!("{line} is not a port range");
+        cases.push((line, "127.0.0.1:0", want));
+    }
+    let flag = "listen address '127.0.0.1:99999' is not IP:PORT".to_owned();
+    cases.push((String::new(), "127.0.0.1:99999", flag));
+
+    let (tmp, data) = data_dir();
+    let config = tmp.path().join("limits.toml");
+    let mut failures = Vec::new();
+    for (toml, listen, want) in &cases {
+        fs::write(&config, toml).expect("write config");
+        let mut cmd = ferryd_command(&data);
+        cmd.arg("--config").arg(&config);
+        cmd.args(["serve", "--listen", listen]);
+        let started = std::time::Instant::now();
+        let out = run(&mut cmd, None, Duration::from_secs(20));
+        let took = started.elapsed();
+        if out.success() || out.timed_out || out.status.is_none() {
+            failures.push(format!("{toml:?}: did not fail:\n{out}"));
+        } else if !out.stderr_str().contains(want.as_str()) {
+            failures.push(format!("{toml:?}: stderr lacks {want:?}:\n{out}"));
+        } else if out.stdout_str().contains("listening on") || took > Duration::from_secs(5) {
+            failures.push(format!("{toml:?}: failed only after {took:?}:\n{out}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // Both ends of every range, in two servers. max_parallel_logins = 64 would take 1.2 GiB of
+    // argon2 memory for a test, so only its low end is started (config.rs checks the high end).
+    let highest = "idle_timeout_secs = 86400\ndata_timeout_secs = 86400\n\
+                   shutdown_grace_secs = 86400\nlockout_secs = 604800\nmax_sessions = 1000000\n\
+                   max_sessions_per_ip = 1000000\nmax_line = 1048576\nblocking_threads = 4096\n\
+                   max_login_failures = 10000\npassive_ports = \"1-65535\"\n";
+    let lowest = "idle_timeout_secs = 1\ndata_timeout_secs = 1\nshutdown_grace_secs = 0\n\
+                  lockout_secs = 1\nmax_sessions = 1\nmax_sessions_per_ip = 1\nmax_line = 512\n\
+                  blocking_threads = 4\nmax_parallel_logins = 1\nmax_login_failures = 1\n\
+                  passive_ports = \"65535-65535\"\n";
+    for bounds in [highest, lowest] {
+        let mut server = TestServer::start_with(bounds);
+        let mut c = FtpControl::login(server.port, "alice", ALICE_PW);
+        c.expect("NOOP", 200);
+        c.expect("QUIT", 221);
+        drop(c);
+        let st = server.stop();
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "ferryd with {bounds:?} should exit 0 on SIGTERM, got {st:?}\n{}",
+            server.stderr_log()
+        );
+    }
 }
