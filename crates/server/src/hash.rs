@@ -202,7 +202,7 @@ pub async fn digest_file(
         let _entered = span.enter();
         let outcome = hash_range(&file, algo, start, len, &progress, &cancel);
         if let Ok(Outcome::Cancelled(bytes)) = &outcome {
-            tracing::info!(job = %label, bytes, of = len, result = "cancelled", "hash stopped");
+            tracing::info!(job = %ferry_proto::reply::Escaped(&label), bytes, of = len, result = "cancelled", "hash stopped");
         }
         outcome
     });

@@ -13,6 +13,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_proto::command::{DataType, EpsvArg};
+use ferry_proto::reply::Escaped;
 use ferry_proto::{addr, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -475,7 +476,7 @@ impl Session {
             Ok(_) => {
                 tracing::info!(
                     user,
-                    transfer = label,
+                    transfer = %Escaped(label),
                     bytes,
                     secs,
                     rate_mib_s,
@@ -484,7 +485,7 @@ impl Session {
                 )
             }
             Err(e) => {
-                tracing::info!(user, transfer = label, bytes, secs, rate_mib_s, result = %e, "transfer")
+                tracing::info!(user, transfer = %Escaped(label), bytes, secs, rate_mib_s, result = %e, "transfer")
             }
         }
         let reply = match result {
@@ -511,7 +512,7 @@ impl Session {
                 let label = t.label.clone();
                 let bytes = t.progress.load(Ordering::Relaxed);
                 let _ = t.handle.await;
-                tracing::info!(transfer = %label, bytes, result = "aborted", "transfer");
+                tracing::info!(transfer = %Escaped(&label), bytes, result = "aborted", "transfer");
                 self.reply(Reply::new(426, "Connection closed; transfer aborted"))
                     .await?;
                 self.ok(226, "ABOR successful").await
