@@ -113,3 +113,56 @@ def test_trickling_uploads_do_not_hold_up_another_users_upload(start_server, asc
         for c, d in tricklers:
             d.close()
             c.close()
+
+
+def _login_time(srv, user: str) -> float:
+    t0 = time.monotonic()
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", srv.port, timeout=10)
+    ftp.login(user, PASSWORDS[user])
+    elapsed = time.monotonic() - t0
+    ftp.quit()
+    return elapsed
+
+
+def test_connections_that_never_log_in_cannot_fill_the_server(start_server):
+    """A flood of connections that never log in, from 10 addresses, each under the per-address
+    session limit: they fill only their own budget (per address and server-wide), get 421 at
+    the login deadline, and a user from another address logs in as fast as ever."""
+    srv = start_server(max_sessions=400, max_sessions_per_ip=100, max_unauthenticated=150,
+                       max_unauthenticated_per_ip=8, login_timeout_secs=5)
+    idle = min(_login_time(srv, "alice") for _ in range(3))
+    flood, refused = [], 0
+    for i in range(10):
+        for _ in range(20):
+            s = socket.create_connection((srv.host, srv.port), timeout=10,
+                                         source_address=(f"127.0.0.{i + 2}", 0))
+            greeting = s.recv(200)
+            if greeting.startswith(b"421"):
+                refused += 1
+                s.close()
+            else:
+                assert greeting.startswith(b"220"), greeting
+                flood.append(s)
+    assert len(flood) == 80 and refused == 120, (len(flood), refused)
+    try:
+        busy = [_login_time(srv, "alice") for _ in range(3)]
+        assert sorted(busy)[1] < 2 * idle + 0.3, (idle, busy)
+        # Logged-in sessions do not count against the budget of those waiting.
+        logged = [srv.connect("bob") for _ in range(20)]
+        for f in logged:
+            assert f.voidcmd("NOOP").startswith("200")
+        # At the deadline, every connection that did not log in is told and closed.
+        deadline = time.monotonic() + 10
+        closed = 0
+        for s in flood:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            data = s.recv(200)
+            assert data.startswith(b"421") and b"Login timed out" in data, data
+            closed += 1
+        assert closed == 80
+        for f in logged:
+            assert f.voidcmd("NOOP").startswith("200")
+    finally:
+        for s in flood:
+            s.close()

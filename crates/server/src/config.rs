@@ -29,6 +29,9 @@ pub struct ConfigFile {
     pub shutdown_grace_secs: Option<u64>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_ip: Option<usize>,
+    pub max_unauthenticated: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
+    pub login_timeout_secs: Option<u64>,
     pub max_line: Option<usize>,
     pub max_parallel_logins: Option<usize>,
     pub blocking_threads: Option<usize>,
@@ -87,6 +90,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
+    /// Connections not logged in yet, server-wide and per address: their own, smaller budget
+    /// within `max_sessions`, so a flood of them cannot take the slots of users who log in.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
+    /// From connect to a successful PASS: a connection that has not logged in by then gets
+    /// 421 and is closed.
+    pub login_timeout: Duration,
     pub max_line: usize,
     pub max_parallel_logins: usize,
     /// Threads for blocking work (disk, password hashing, file hashing, uploads); uploads may
@@ -151,6 +161,11 @@ pub const LOCKOUT_SECS: RangeInclusive<u64> = 1..=7 * DAY;
 pub const MAX_SESSIONS: RangeInclusive<usize> = 1..=1_000_000;
 /// `max_sessions_per_ip`: at most what the whole server allows.
 pub const MAX_SESSIONS_PER_IP: RangeInclusive<usize> = 1..=1_000_000;
+/// `max_unauthenticated`, `max_unauthenticated_per_ip`: like the session limits.
+pub const MAX_UNAUTHENTICATED: RangeInclusive<usize> = 1..=1_000_000;
+/// `login_timeout_secs`: at least long enough to type a password; at most an hour (a client
+/// that has not logged in within it is not going to).
+pub const LOGIN_TIMEOUT_SECS: RangeInclusive<u64> = 5..=3600;
 /// `max_line`: 512 bytes hold any command with a short path (the default, 8192, also holds the
 /// longest path `VirtualPath` takes, 4096 bytes); a session may buffer a line this long, so
 /// 1 MiB is the most (10,000 sessions with 1 MiB each are already 10 GiB).
@@ -291,6 +306,24 @@ impl Config {
                 file.max_sessions_per_ip,
                 1_000,
                 &MAX_SESSIONS_PER_IP,
+            )?,
+            max_unauthenticated: count(
+                "max_unauthenticated",
+                file.max_unauthenticated,
+                1_000,
+                &MAX_UNAUTHENTICATED,
+            )?,
+            max_unauthenticated_per_ip: count(
+                "max_unauthenticated_per_ip",
+                file.max_unauthenticated_per_ip,
+                64,
+                &MAX_UNAUTHENTICATED,
+            )?,
+            login_timeout: secs(
+                "login_timeout_secs",
+                file.login_timeout_secs,
+                60,
+                &LOGIN_TIMEOUT_SECS,
             )?,
             max_line: count("max_line", file.max_line, 8192, &MAX_LINE)?,
             max_parallel_logins: count(

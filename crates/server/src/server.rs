@@ -82,10 +82,19 @@ struct PerIp {
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// The session's places under the global and per-IP limits, given back when it ends.
+/// The session's places under the global and per-IP limits, given back when it ends, and
+/// until it logs in, its places under the limits of connections not logged in.
 pub struct SessionLimits {
     _slot: tokio::sync::OwnedSemaphorePermit,
     _per_ip: PerIpGuard,
+    unauthenticated: Option<(tokio::sync::OwnedSemaphorePermit, PerIpGuard)>,
+}
+
+impl SessionLimits {
+    /// The session logged in: it leaves the budget of connections waiting to log in.
+    pub fn logged_in(&mut self) {
+        self.unauthenticated = None;
+    }
 }
 
 struct PerIpGuard {
@@ -160,6 +169,8 @@ impl Server {
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(shared.config.max_sessions));
         let per_ip = Arc::new(PerIp::default());
+        let unauthenticated = Arc::new(Semaphore::new(shared.config.max_unauthenticated));
+        let unauthenticated_per_ip = Arc::new(PerIp::default());
         let next_id = AtomicU64::new(1);
         loop {
             let (accepted, implicit_tls) = tokio::select! {
@@ -193,6 +204,21 @@ impl Server {
                 tracker.spawn(refuse(stream, "Too many connections from your address"));
                 continue;
             };
+            // Connections that have not logged in have a budget of their own, so a flood of
+            // them (which costs nothing but a socket) cannot take the slots of real users.
+            let Ok(waiting) = unauthenticated.clone().try_acquire_owned() else {
+                tracker.spawn(refuse(stream, "Too many connections waiting to log in"));
+                continue;
+            };
+            let Some(waiting_here) =
+                unauthenticated_per_ip.try_enter(ip, shared.config.max_unauthenticated_per_ip)
+            else {
+                tracker.spawn(refuse(
+                    stream,
+                    "Too many connections waiting to log in from your address",
+                ));
+                continue;
+            };
             let local = match stream.local_addr() {
                 Ok(l) => l,
                 Err(_) => continue,
@@ -202,6 +228,7 @@ impl Server {
             let limits = SessionLimits {
                 _slot: slot,
                 _per_ip: ip_guard,
+                unauthenticated: Some((waiting, waiting_here)),
             };
             let session = Session::new(
                 id,

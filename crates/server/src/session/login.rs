@@ -89,6 +89,7 @@ impl Session {
             Err(_) => return Err(Error::NotLoggedIn("Home directory unavailable")),
         };
         tracing::Span::current().record("user", account.name.as_str());
+        self.limits.logged_in();
         tracing::info!(user = %Escaped(&account.name), "login");
         if let Some(registration) = &self.tls_sessions {
             registration.logged_in(&account.name);

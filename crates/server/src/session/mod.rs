@@ -106,7 +106,7 @@ pub struct Session {
     /// What the client called itself with CLNT, made safe to log and show (see `info.rs`).
     client_name: Option<Box<str>>,
     /// Held for the session's life: its places under the server's connection limits.
-    _limits: crate::server::SessionLimits,
+    limits: crate::server::SessionLimits,
 }
 
 impl Session {
@@ -138,7 +138,7 @@ impl Session {
             deferred: VecDeque::new(),
             quit_after_transfer: false,
             client_name: None,
-            _limits: limits,
+            limits,
         }
     }
 
@@ -180,6 +180,7 @@ impl Session {
             .await?;
         let shutdown = self.shared.shutdown.clone();
         let mut idle_deadline = Instant::now() + self.shared.config.idle_timeout;
+        let login_deadline = Instant::now() + self.shared.config.login_timeout;
         let mut shutting_down = false;
         loop {
             // Work already buffered comes first: deferred lines once no transfer runs, then
@@ -220,9 +221,17 @@ impl Session {
                 State::LoggedIn(c) => c.parked.as_ref().map(|p| p.until),
                 _ => None,
             };
+            let logged_in = matches!(self.state, State::LoggedIn(_));
+            // Before login, the login deadline comes first (a connection that never logs in
+            // holds a place in the budget of those waiting to).
+            let quiet_until = if logged_in {
+                idle_deadline
+            } else {
+                idle_deadline.min(login_deadline)
+            };
             let wake_at = match (transfer_running, parked_until) {
-                (false, Some(p)) => Some(p.min(idle_deadline)),
-                (false, None) => Some(idle_deadline),
+                (false, Some(p)) => Some(p.min(quiet_until)),
+                (false, None) => Some(quiet_until),
                 (true, parked) => parked,
             };
             tokio::select! {
@@ -263,6 +272,10 @@ impl Session {
                 _ = tokio::time::sleep_until(wake_at.unwrap_or(idle_deadline)), if wake_at.is_some() => {
                     let now = Instant::now();
                     self.unpark_expired(now);
+                    if !logged_in && now >= login_deadline {
+                        self.reply(Reply::new(421, "Login timed out, closing control connection")).await?;
+                        return Ok(());
+                    }
                     if !transfer_running && now >= idle_deadline {
                         self.reply(Reply::new(421, "Idle timeout, closing control connection")).await?;
                         return Ok(());
