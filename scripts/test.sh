@@ -9,7 +9,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # command:package (ncftpget comes in the ncftp package).
 missing=()
-for pair in curl:curl lftp:lftp tmux:tmux rclone:rclone tnftp:tnftp ncftpget:ncftp; do
+for pair in curl:curl lftp:lftp tmux:tmux rclone:rclone tnftp:tnftp ncftpget:ncftp strace:strace; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

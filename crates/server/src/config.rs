@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub max_unauthenticated: Option<usize>,
     pub max_unauthenticated_per_ip: Option<usize>,
     pub login_timeout_secs: Option<u64>,
+    pub sync_uploads: Option<bool>,
     pub max_line: Option<usize>,
     pub max_parallel_logins: Option<usize>,
     pub blocking_threads: Option<usize>,
@@ -97,6 +98,9 @@ pub struct Config {
     /// From connect to a successful PASS: a connection that has not logged in by then gets
     /// 421 and is closed.
     pub login_timeout: Duration,
+    /// Flush every completed upload (the file, then its directory) to stable storage before
+    /// the 226, so a 226 survives a power loss.
+    pub sync_uploads: bool,
     pub max_line: usize,
     pub max_parallel_logins: usize,
     /// Threads for blocking work (disk, password hashing, file hashing, uploads); uploads may
@@ -325,6 +329,7 @@ impl Config {
                 60,
                 &LOGIN_TIMEOUT_SECS,
             )?,
+            sync_uploads: file.sync_uploads.unwrap_or(true),
             max_line: count("max_line", file.max_line, 8192, &MAX_LINE)?,
             max_parallel_logins: count(
                 "max_parallel_logins",

@@ -692,8 +692,10 @@ impl Session {
             replaces,
             start_size,
             claim,
+            new_file,
             ..
         } = plan;
+        let sync = self.shared.config.sync_uploads;
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let threads = self.shared.upload_threads.all.clone();
@@ -742,10 +744,26 @@ impl Session {
                 .run(move |v| {
                     let size = v.written_size(&written)?;
                     u.settle(reserved, size.saturating_sub(start_size));
+                    // What a 226 promises with `sync_uploads`: the file's bytes, and the name
+                    // they are under, are on stable storage before the reply. The part file is
+                    // flushed before the rename, so a power loss leaves the old version or the
+                    // whole new one, never a renamed file with missing blocks.
                     match replaces {
                         Some(rep) if ok => {
+                            if sync {
+                                v.sync_file(&written)?;
+                            }
                             v.finish_upload(&written, &rep)?;
                             u.release_bytes(rep.old_size.unwrap_or(0));
+                            if sync {
+                                v.sync_parent(&rep.target)?;
+                            }
+                        }
+                        None if ok && sync => {
+                            v.sync_file(&written)?;
+                            if new_file {
+                                v.sync_parent(&written)?;
+                            }
                         }
                         _ => {}
                     }

@@ -572,6 +572,29 @@ impl Vfs {
         Ok(self.regular_size(path)?.unwrap_or(0))
     }
 
+    /// Flushes a file's data and size to stable storage (fsync(2): any descriptor of the
+    /// file does, so the upload's own need not be kept for it).
+    pub fn sync_file(&self, path: &VirtualPath) -> io::Result<()> {
+        self.root.open(path.to_relative())?.into_std().sync_all()
+    }
+
+    /// Flushes the directory holding `path`: a new name, or a rename into it, survives a
+    /// power loss only once its directory is on stable storage too.
+    pub fn sync_parent(&self, path: &VirtualPath) -> io::Result<()> {
+        use cap_std::fs::OpenOptionsExt as _;
+        let parent = path.parent().unwrap_or_else(VirtualPath::root);
+        let rel = if parent.is_root() {
+            "."
+        } else {
+            parent.to_relative()
+        };
+        // A plain read-only descriptor: cap-std's directory handles may be O_PATH ones,
+        // which fsync(2) refuses.
+        let mut opts = OpenOptions::new();
+        opts.read(true).custom_flags(libc::O_DIRECTORY);
+        self.root.open_with(rel, &opts)?.into_std().sync_all()
+    }
+
     pub fn mkdir(&self, path: &VirtualPath) -> io::Result<()> {
         self.root.create_dir(path.to_relative())
     }
