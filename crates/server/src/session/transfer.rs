@@ -124,29 +124,30 @@ pub(super) fn classify(e: std::io::Error) -> Error {
     }
 }
 
-/// Gives the CPU back, once, before the 227/229 reply is written, so that a client on this
-/// host has returned from sending PASV/EPSV before the reply is there.
+/// Gives the CPU back, once, just before the 227/229 reply is written (after the listener is
+/// set up), so that a client on this host has returned from sending PASV/EPSV before the reply
+/// is there.
 ///
 /// Over loopback the client's send() delivers the command and wakes this worker inside the
 /// client's own system call; when the worker is woken on the client's CPU it preempts the
-/// client there, and used to write the reply before the client's send() had even returned.
-/// curl 7.88 (Debian 12) polls the control connection without waiting right after sending EPSV
-/// (`ftp_perform`, the DO phase): when the 229 is already complete there, it reads it, sets the
-/// data connection up without starting to connect ("sit down, relax and wait a little while",
-/// multi.c) and sleeps until its next timer, the control connection's 200 ms happy-eyeballs
-/// timer (or 1 s). That was 10 to 15 of 20 `curl ftp://.../4k-file` fetches, each ~180 ms late;
-/// pyftpdlib sees it too, more rarely. A reply that comes after that poll wakes curl, which
-/// connects at once. With the yield the preempted client runs on to its poll (or, for a
-/// blocking client such as ftplib, to its recv) and the reply follows.
+/// client there, and wrote the reply before the client's send() had returned. curl 7.88
+/// (Debian 12) polls the control connection without waiting right after sending EPSV (the DO
+/// phase, `ftp_perform`); when the 229 is already complete there, it reads it, sets the data
+/// connection up without starting to connect ("sit down, relax and wait a little while",
+/// multi.c) and sleeps until its next timer: the control connection's 200 ms happy-eyeballs
+/// timer, or 1 s on a reused connection. That was 10 to 15 of 20 fetches of a 4 KiB file, every
+/// one with the worker on curl's CPU. A reply that comes after that poll wakes curl, which
+/// connects at once. The yield lets the preempted client run on to its poll (or, for a blocking
+/// client such as ftplib, to its recv), and the reply follows.
 ///
-/// Why a yield and no hold time: a yield costs one system call when nothing else is runnable on
-/// this CPU (a remote client, a client on another CPU), and no timer wake-up. Measured with
-/// ftplib (4 KiB RETR, one session), the yield left the time per transfer as it was, where
-/// holding the reply back 100 µs on a timerfd added 150-250 µs and a tokio sleep (1 ms
-/// granularity) 1.2 ms. It is a hint, not a guarantee: when the client has used up its time
-/// slice the scheduler may run this thread again at once, and about 1 to 3 curl 7.88 fetches in
-/// 100 still stall (more on a loaded machine). No stall was seen over a link with a 100 µs or
-/// 1 ms RTT: there the reply cannot beat the client's poll.
+/// A yield and no hold time: it costs one system call when nothing else is runnable on this
+/// CPU (a remote client, a client on the other CPU) and no timer wake-up; with ftplib (4 KiB
+/// RETR) the time per transfer stayed within noise, where holding the reply 100 us on a timerfd
+/// added 150-250 us and a tokio sleep (1 ms granularity) 1.2 ms. It is a hint, not a guarantee:
+/// when the client has used up its time slice the scheduler may pick this thread again, and
+/// about 1 curl 7.88 fetch in 100 still stalls on an idle machine (5 in 100 on a loaded one,
+/// against 25-65 without the yield). Over a real link the reply cannot beat curl's poll: none
+/// stalled through a proxy adding 50 us or 500 us each way.
 fn yield_to_local_client() {
     std::thread::yield_now();
 }
