@@ -124,7 +124,10 @@ class FerryServer:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log_file,
             cwd=self.root,
         )
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        # The pump gets this start's queue: a previous process's pump, still draining, must
+        # not put its end-of-output marker where this start waits for its line.
+        threading.Thread(target=self._pump_stdout, args=(self.proc, self._lines),
+                         daemon=True).start()
         deadline = time.monotonic() + STARTUP_DEADLINE
         while True:
             left = deadline - time.monotonic()
@@ -146,15 +149,15 @@ class FerryServer:
                 self.host, self.port = m.group(1), int(m.group(2))
                 return
 
-    def _pump_stdout(self) -> None:
+    def _pump_stdout(self, proc: subprocess.Popen, lines: queue.Queue) -> None:
         # Keep draining stdout for the life of the process so it can never
         # block on a full pipe.
-        assert self.proc is not None and self.proc.stdout is not None
-        for raw in self.proc.stdout:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             self.stdout_lines.append(line)
-            self._lines.put(line)
-        self._lines.put(None)
+            lines.put(line)
+        lines.put(None)
 
     def stop(self) -> int | None:
         for c in self._clients:
