@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests drive (curl, lftp, tmux,
-# rclone, tnftp, ncftp, pytest, pyftpdlib, aioftp), checks formatting and lints, then runs the
+# rclone, tnftp, ncftp, strace, pytest, pyftpdlib, aioftp), checks formatting and lints, then runs the
 # Rust tests (server, protocol, client) and the Python interop tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +27,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
 FERRYD="$PWD/target/debug/ferryd" python3 -m pytest -q tests/interop
+# A short fuzzing run of the protocol crate and the client's listing parser (about a minute per
+# target; FUZZ_SECONDS to change it; scripts/fuzz.sh says how to run a long one).
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"

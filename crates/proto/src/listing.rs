@@ -53,6 +53,15 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// Whether a file name may appear in a listing. Listings are lines, so a name holding CR or
+/// LF would end its line early and forge entries after it; other control characters (NUL
+/// aside, which no file name holds: TAB, ESC, DEL, the C1 range) act on the terminals that
+/// show them. [`VirtualPath`](crate::VirtualPath) refuses the same characters, so a name left
+/// out here is one no command could have named anyway; every name shown can be sent back.
+pub fn listable_name(name: &str) -> bool {
+    !name.chars().any(char::is_control)
+}
+
 /// Append one `ls -l` style line, terminated by `\r\n`, for `LIST`.
 ///
 /// Shape: `drwxr-xr-x    2 ftp      ftp          4096 Nov 23 03:57 name` (the column widths
@@ -258,7 +267,8 @@ pub fn write_mdtm(unix_secs: i64, out: &mut String) {
 ///
 /// Returns `None` for anything else: wrong length, non-ASCII-digit characters, or an
 /// impossible date (month 13, Feb 30, hour 24, ...). Second `60` is accepted for leap seconds
-/// (RFC 3659 §2.3) and lands on the following second, as unix time has no leap seconds.
+/// (RFC 3659 §2.3) and lands on the following second, as unix time has no leap seconds; except
+/// `99991231235960`, whose next second is in year 10000, which [`format_mdtm`] cannot write.
 pub fn parse_mdtm(s: &str) -> Option<i64> {
     let (main, frac) = match s.split_once('.') {
         Some((m, f)) => (m, Some(f)),
@@ -292,7 +302,10 @@ pub fn parse_mdtm(s: &str) -> Option<i64> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some(days * SECS_PER_DAY + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second))
+    let secs =
+        days * SECS_PER_DAY + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    // Every time parsed must print back as itself (MFMT's `FileTime` round trip).
+    (secs <= MDTM_MAX).then_some(secs)
 }
 
 fn is_leap(year: i64) -> bool {
@@ -459,6 +472,20 @@ mod tests {
         assert_eq!(parse_mdtm("20251123000061"), None); // second 61
         assert_eq!(parse_mdtm("20251100000000"), None); // day 0
         assert_eq!(parse_mdtm("20000229000000"), Some(951_782_400)); // 2000 is leap
+    }
+
+    /// Caught by the command_parse fuzz target's round trip: `MFMT 99991231235960 f` parsed to a second of
+    /// year 10000, which prints (clamped) as 99991231235959, so the command did not survive
+    /// its own wire form. The last leap second a four-digit year can hold is refused instead.
+    #[test]
+    fn parsed_times_print_back_at_the_ends_of_the_range() {
+        assert_eq!(parse_mdtm("99991231235960"), None);
+        for s in ["99991231235959", "00000101000000", "99991231235959.999"] {
+            let secs = parse_mdtm(s).expect(s);
+            assert_eq!(format_mdtm(secs), s[..14], "{s}");
+        }
+        assert_eq!(parse_mdtm("99991231235959"), Some(MDTM_MAX));
+        assert_eq!(parse_mdtm("00000101000000"), Some(MDTM_MIN));
     }
 
     #[test]
@@ -653,5 +680,34 @@ mod tests {
         let mut out = String::new();
         mlsx_facts_selected(&e, Facts::parse(""), &mut out);
         assert_eq!(out, " a.txt");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_not_listed() {
+        for name in [
+            "a.txt",
+            "caf\u{e9}",
+            "a b",
+            "\u{202e}gpj.exe",
+            "back\\slash",
+            "*?[",
+        ] {
+            assert!(listable_name(name), "{name:?}");
+        }
+        for name in [
+            "evil\r\n-rw-r--r-- 1 ftp ftp 0 Jan 1 00:00 forged",
+            "a\nb",
+            "a\rb",
+            "tab\there",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{9b}",
+        ] {
+            assert!(!listable_name(name), "{name:?}");
+            assert!(
+                crate::VirtualPath::root().resolve(name).is_err(),
+                "no command names {name:?}"
+            );
+        }
     }
 }

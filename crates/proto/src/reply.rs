@@ -467,9 +467,9 @@ mod tests {
         );
     }
 
-    /// Found by the reply_parser fuzz target's memory bound: the parser kept 100,000 lines of
-    /// any length, so a server could hold one multi-line reply open and fill the client's
-    /// memory (6.5 GB at the client's 64 KiB line limit). It now has a byte budget.
+    /// The parser kept up to 100,000 lines of any length, so a server could hold one multi-line
+    /// reply open and fill the client's memory (6.5 GB at the client's 64 KiB line limit). It
+    /// now has a byte budget, which the reply_parser fuzz target checks.
     #[test]
     fn parser_bounds_a_reply_in_bytes() {
         let mut p = ReplyParser::with_max_bytes(64);

@@ -5,8 +5,10 @@
 
 use ferry_proto::listing::{self, EntryKind};
 use ferry_proto::path::quote_for_257;
+use ferry_proto::reply::Escaped;
 use ferry_proto::{FileTime, Reply};
 
+use super::listing::{list_path_arg, Framing, ListKind};
 use super::{Flow, Session};
 use crate::error::{Error, Result};
 
@@ -20,13 +22,20 @@ impl Session {
     pub(super) async fn cwd(&mut self, arg: &str) -> Result<Flow> {
         let (vfs, path) = self.resolve(arg)?;
         let p = path.clone();
-        let entry = vfs.run(move |v| v.stat(&p)).await?;
-        if entry.kind != EntryKind::Dir {
+        // The directory must also open for reading, or the user would be stuck in a
+        // directory they cannot list; opening it is enough, nothing is read.
+        let is_dir = vfs
+            .run(move |v| {
+                if v.stat(&p)?.kind != EntryKind::Dir {
+                    return Ok(false);
+                }
+                v.check_listable(&p)?;
+                Ok(true)
+            })
+            .await?;
+        if !is_dir {
             return Err(Error::WrongKind("Not a directory"));
         }
-        // Directory must also be listable, or the user would be stuck in it.
-        let p = path.clone();
-        vfs.run(move |v| v.list(&p).map(|_| ())).await?;
         let shown = quote_for_257(&path);
         self.client()?.cwd = path;
         self.ok(250, &format!("Directory changed to {shown}")).await
@@ -146,16 +155,33 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// STAT with a path: the LIST output over the control connection (RFC 959 §4.1.3).
+    /// STAT with a path: the LIST output over the control connection (RFC 959 §4.1.3), as one
+    /// 213 reply written in steps like any listing (`listing.rs`): each step's lines are
+    /// written (with the control connection's timeout) before the next step is read.
     pub(super) async fn stat_path(&mut self, arg: String) -> Result<Flow> {
-        let (_, path) = self.resolve(super::listing::list_path_arg(&arg).unwrap_or("."))?;
-        let text = self
-            .listing_text(&path, super::listing::ListKind::List)
+        let (_, path) = self.resolve(list_path_arg(&arg).unwrap_or("."))?;
+        let mut listing = self
+            .open_listing(&path, path.as_str(), ListKind::List, Framing::Reply)
             .await?;
-        let mut lines = vec![format!("Status of {path}:")];
-        lines.extend(text.lines().map(str::to_owned));
-        lines.push("End of status".to_owned());
-        self.reply(Reply::multi(213, lines)).await?;
+        // "213-Status of ...:": the text is one line (paths hold no control characters).
+        let mut head = Reply::new(213, format!("Status of {path}:")).to_bytes();
+        if let Some(sep) = head.get_mut(3) {
+            *sep = b'-';
+        }
+        super::listing::cap_send_buffer(&self.stream);
+        self.send(&head).await?;
+        let end = loop {
+            match listing.next().await {
+                Ok(Some(text)) => self.send(text).await?,
+                Ok(None) => break "End of status",
+                // The reply is under way: it is ended, not replaced by an error reply.
+                Err(e) => {
+                    tracing::warn!(path = %Escaped(path.as_str()), error = %e, "STAT listing cut short");
+                    break "End of status (listing incomplete)";
+                }
+            }
+        };
+        self.reply(Reply::new(213, end)).await?;
         Ok(Flow::Continue)
     }
 }
