@@ -217,3 +217,33 @@ def wait_for_size(path, at_least, timeout=20):
             return path.stat().st_size
         time.sleep(0.05)
     raise AssertionError(f"{path} never reached {at_least} bytes")
+
+
+def cert_path(srv):
+    """The server's self-signed certificate (made at its first start)."""
+    return srv.data_dir / "tls" / "cert.pem"
+
+
+def tls_context(srv):
+    """A client context trusting the server's certificate. One context per server: Python only
+    resumes sessions made by the same context."""
+    import ssl
+    ctx = getattr(srv, "_tls_ctx", None)
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=str(cert_path(srv)))
+        srv._tls_ctx = ctx
+    return ctx
+
+
+def upload(ftp, name, data, cmd="STOR"):
+    """Uploads; a refusal mid-transfer raises ftplib.Error with the server's reply, even when the
+    server has already reset the data connection (it stops reading at once on 552/452)."""
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd(f"{cmd} {name}")
+    try:
+        conn.sendall(data)
+    except OSError:
+        pass  # the reply on the control connection says why
+    finally:
+        conn.close()
+    return ftp.voidresp()

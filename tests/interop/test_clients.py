@@ -25,26 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from ftphelp import PASSWORDS, parse_ls
+from ftphelp import PASSWORDS, cert_path, parse_ls, tls_context
 
 TOOL_TIMEOUT = 60
 PW_URL = PASSWORDS["alice"].replace(" ", "%20")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def cert_path(srv) -> Path:
-    return srv.data_dir / "tls" / "cert.pem"
-
-
-def tls_context(srv) -> ssl.SSLContext:
-    # One context per server: Python only resumes sessions made by the same context.
-    ctx = getattr(srv, "_tls_ctx", None)
-    if ctx is None:
-        ctx = ssl.create_default_context(cafile=str(cert_path(srv)))
-        srv._tls_ctx = ctx
-    return ctx
-
 
 class ReuseFTP_TLS(ftplib.FTP_TLS):
     """ftplib with what FileZilla, lftp, curl and rclone do: data connections resume a TLS

@@ -19,22 +19,9 @@ import time
 import ftplib
 import pytest
 
-from ftphelp import PASSWORDS, RawClient
+from ftphelp import PASSWORDS, RawClient, cert_path, tls_context
 
 TOOL_TIMEOUT = 60
-
-
-def cert_path(srv):
-    return srv.data_dir / "tls" / "cert.pem"
-
-
-def tls_context(srv) -> ssl.SSLContext:
-    # One context per server: Python only resumes sessions made by the same context.
-    ctx = getattr(srv, "_tls_ctx", None)
-    if ctx is None:
-        ctx = ssl.create_default_context(cafile=str(cert_path(srv)))
-        srv._tls_ctx = ctx
-    return ctx
 
 
 def wait_for_log(srv, text, timeout=5.0) -> str:

@@ -20,26 +20,13 @@ import time
 
 import pytest
 
-from ftphelp import PASSWORDS, wait_for_size
+from ftphelp import PASSWORDS, upload, wait_for_size
 
 MiB = 1024 * 1024
 QUOTA = 40 * MiB
 # A user whose name sorts before alice: the background rescan walks this home first.
 EARLY = "aaron"
 USERS = {EARLY: "aar0n-Secret pw", **PASSWORDS}
-
-
-def upload(ftp, name, data, cmd="STOR"):
-    """Uploads; a refusal mid-transfer raises ftplib.Error with the server's reply."""
-    ftp.voidcmd("TYPE I")
-    conn = ftp.transfercmd(f"{cmd} {name}")
-    try:
-        conn.sendall(data)
-    except OSError:
-        pass  # the reply on the control connection says why
-    finally:
-        conn.close()
-    return ftp.voidresp()
 
 
 def disk_usage(home) -> tuple[int, int]:

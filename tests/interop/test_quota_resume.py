@@ -20,7 +20,7 @@ import time
 import ftplib
 import pytest
 
-from ftphelp import PASSWORDS, wait_for_size
+from ftphelp import PASSWORDS, upload, wait_for_size
 
 TOOL_TIMEOUT = 60
 
@@ -36,20 +36,6 @@ def code_of(exc) -> str:
 
 def quoted_pw(user="alice"):
     return PASSWORDS[user].replace(" ", "%20")
-
-
-def upload(ftp, name, data, cmd="STOR"):
-    """Uploads; a refusal mid-transfer raises ftplib.Error with the server's reply, even when the
-    server has already reset the data connection (it stops reading at once on 552/452)."""
-    ftp.voidcmd("TYPE I")
-    conn = ftp.transfercmd(f"{cmd} {name}")
-    try:
-        conn.sendall(data)
-    except OSError:
-        pass  # the reply on the control connection says why
-    finally:
-        conn.close()
-    return ftp.voidresp()
 
 
 def disk_usage(home) -> tuple[int, int]:
