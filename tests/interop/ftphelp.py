@@ -235,6 +235,23 @@ def tls_context(srv):
     return ctx
 
 
+class ReuseFTP_TLS(ftplib.FTP_TLS):
+    """ftplib with what FileZilla, lftp, curl and rclone do: data connections resume a TLS
+    session, by default the control connection's own (`reuse_from` picks another connection's,
+    as rclone does when it shares one session cache between its connections, or as a thief
+    would with its own)."""
+
+    reuse_from = None
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            owner = self.reuse_from or self
+            conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                            session=owner.sock.session)
+        return conn, size
+
+
 def upload(ftp, name, data, cmd="STOR"):
     """Uploads; a refusal mid-transfer raises ftplib.Error with the server's reply, even when the
     server has already reset the data connection (it stops reading at once on 552/452)."""

@@ -25,29 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from ftphelp import PASSWORDS, cert_path, parse_ls, tls_context
+from ftphelp import PASSWORDS, ReuseFTP_TLS, cert_path, parse_ls, tls_context
 
 TOOL_TIMEOUT = 60
 PW_URL = PASSWORDS["alice"].replace(" ", "%20")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-class ReuseFTP_TLS(ftplib.FTP_TLS):
-    """ftplib with what FileZilla, lftp, curl and rclone do: data connections resume a TLS
-    session, by default the control connection's own (`reuse_from` picks another connection's,
-    as rclone does when it shares one session cache between its connections)."""
-
-    reuse_from = None
-
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            owner = self.reuse_from or self
-            conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=owner.sock.session)
-        return conn, size
-
 
 def tls_login(srv, user="alice", cls=ReuseFTP_TLS) -> ftplib.FTP_TLS:
     ftp = cls(context=tls_context(srv), timeout=10)

@@ -19,7 +19,7 @@ import time
 import ftplib
 import pytest
 
-from ftphelp import PASSWORDS, RawClient, cert_path, tls_context
+from ftphelp import PASSWORDS, ReuseFTP_TLS, cert_path, tls_context
 
 TOOL_TIMEOUT = 60
 
@@ -31,21 +31,6 @@ def wait_for_log(srv, text, timeout=5.0) -> str:
         log = srv.log_tail(200)
         if text in log or time.monotonic() > deadline:
             return log
-
-
-class ReuseFTP_TLS(ftplib.FTP_TLS):
-    """ftplib with the one-line fix FileZilla and lftp have built in: data connections resume
-    the control connection's TLS session (`reuse_from` lets a test resume someone else's)."""
-
-    reuse_from = None
-
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            owner = self.reuse_from or self
-            conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=owner.sock.session)
-        return conn, size
 
 
 def tls_login(srv, user="alice", cls=ReuseFTP_TLS, source=None) -> ftplib.FTP_TLS:

@@ -16,12 +16,6 @@ use super::Vfs;
 /// Most entries one listing shows; it ends there.
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
 
-/// Unused: listings no longer split a big directory's stats over two threads. They stream in
-/// short steps that the steps of other sessions' listings interleave with, and on a quiet
-/// server one thread per listing is as fast (measured: MLSD of 10,000 and 50,000 entries).
-/// Kept only for its re-export in `vfs`.
-pub const SPLIT_LISTING_AT: usize = 2048;
-
 impl Vfs {
     /// The directory `path`, opened for reading its names (one descriptor; its read position
     /// is the listing's). Fails as opening fails: missing, not a directory, no permission.

@@ -24,7 +24,7 @@ use crate::quota::{is_part_name, PART_SUFFIX};
 
 mod listing;
 use listing::entry;
-pub use listing::{MAX_LIST_ENTRIES, SPLIT_LISTING_AT};
+pub use listing::MAX_LIST_ENTRIES;
 
 /// How an upload opens its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
