@@ -4,8 +4,10 @@
 //! Passwords are never logged or put into error values; only [`generate_password`] output is
 //! meant to be shown, once, by its caller.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng as HashRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
@@ -14,7 +16,9 @@ use rand::Rng;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
-use crate::store::Store;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, UserRecord};
 
 /// Maximum user name length in bytes (all allowed characters are ASCII).
 pub const MAX_USERNAME_LEN: usize = 32;
@@ -184,20 +188,27 @@ pub struct Account {
 }
 
 /// Logins run the store lookup and argon2 verify on tokio's blocking pool, at most `max_parallel`
-/// at once (tokio::sync::Semaphore) so a login storm cannot starve transfers. Unknown users are
-/// verified against a dummy hash (made once at construction) so they take the same time and get
-/// the same error.
+/// argon2 computations at once (tokio::sync::Semaphore) so a login storm cannot starve
+/// transfers. Unknown users are verified against a dummy hash (made once at construction) so
+/// they take the same time and get the same error. A password verified within the last
+/// `cache_ttl` is recognised without argon2 ([`VerifiedLogins`]).
 pub struct Authenticator {
     store: Arc<Store>,
     permits: Arc<Semaphore>,
     dummy_hash: Arc<str>,
     areas: Arc<WorkAreas>,
+    verified: VerifiedLogins,
 }
 
 impl Authenticator {
     /// Builds the authenticator. Computes one argon2 hash (the dummy), so call it once at
-    /// startup, not per connection. `max_parallel` must be at least 1.
-    pub fn new(store: Arc<Store>, max_parallel: usize) -> Result<Self, AuthError> {
+    /// startup, not per connection. `max_parallel` must be at least 1; a zero `cache_ttl`
+    /// verifies every login with argon2.
+    pub fn new(
+        store: Arc<Store>,
+        max_parallel: usize,
+        cache_ttl: Duration,
+    ) -> Result<Self, AuthError> {
         if max_parallel == 0 {
             return Err(AuthError::Internal(
                 "login parallelism must be at least 1".to_owned(),
@@ -210,63 +221,85 @@ impl Authenticator {
             permits: Arc::new(Semaphore::new(max_parallel)),
             areas,
             dummy_hash: dummy_hash.into(),
+            verified: VerifiedLogins::new(cache_ttl),
         })
     }
 
     /// Checks `user`/`password`. Every failure a client can cause is [`AuthError::Rejected`];
     /// [`AuthError::Internal`] means the server itself failed (database error, panic).
     pub async fn login(&self, user: &str, password: &str) -> Result<Account, AuthError> {
+        // The record is read on every login, cached or not, so a deleted user, a changed
+        // password or a new quota counts at once. The lookup takes no argon2 permit: a storm
+        // of wrong passwords queues on the permits, not in front of users the cache knows.
+        let store = Arc::clone(&self.store);
+        let name = user.to_owned();
+        let record = tokio::task::spawn_blocking(move || lookup(&store, &name))
+            .await
+            .map_err(|e| AuthError::Internal(format!("login task failed: {e}")))??;
+        if let Some(rec) = &record {
+            if self.verified.holds(&rec.name, &rec.password_hash, password) {
+                return Ok(account_of(rec.clone()));
+            }
+        }
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| AuthError::Internal("authenticator shut down".to_owned()))?;
-        let store = Arc::clone(&self.store);
         let dummy_hash = Arc::clone(&self.dummy_hash);
         let areas = Arc::clone(&self.areas);
-        let user = user.to_owned();
-        let password = password.to_owned();
+        let password_owned = password.to_owned();
         let task = tokio::task::spawn_blocking(move || {
             // The permit lives inside the blocking task: if the session is dropped mid-login
             // (client hung up), the hash still runs to completion and must stay counted.
             let _permit = permit;
-            areas.with(|area| check_credentials(&store, &dummy_hash, &user, &password, area))
+            areas.with(|area| check_credentials(record, &dummy_hash, &password_owned, area))
         });
-        match task.await {
+        let result = match task.await {
             Ok(result) => result,
             Err(e) => Err(AuthError::Internal(format!("login task failed: {e}"))),
+        };
+        if let Ok((_, phc)) = &result {
+            self.verified.remember(user, phc, password);
         }
+        result.map(|(account, _)| account)
     }
 }
 
+/// The user's record, or `None` for a name that does not exist or cannot exist (not looked up).
+fn lookup(store: &Store, user: &str) -> Result<Option<UserRecord>, AuthError> {
+    if validate_username(user).is_err() {
+        return Ok(None);
+    }
+    store
+        .get_user(user)
+        .map_err(|e| AuthError::Internal(format!("looking up user: {e}")))
+}
+
+fn account_of(rec: UserRecord) -> Account {
+    Account {
+        name: rec.name,
+        home: rec.home,
+        quota_bytes: rec.quota_bytes,
+        quota_files: rec.quota_files,
+        used_bytes: rec.used_bytes,
+        used_files: rec.used_files,
+    }
+}
+
+/// The argon2 check; on success the account and the hash it was verified against.
 fn check_credentials(
-    store: &Store,
+    record: Option<UserRecord>,
     dummy_hash: &str,
-    user: &str,
     password: &str,
     area: &mut Vec<Block>,
-) -> Result<Account, AuthError> {
-    // A name that cannot exist is not looked up, but still costs one verify so that it cannot be
-    // told apart from a real name by timing.
-    let record = if validate_username(user).is_ok() {
-        store
-            .get_user(user)
-            .map_err(|e| AuthError::Internal(format!("looking up user: {e}")))?
-    } else {
-        None
-    };
+) -> Result<(Account, String), AuthError> {
     match record {
         Some(rec) => {
             if verify_with_memory(password, &rec.password_hash, area) {
-                Ok(Account {
-                    name: rec.name,
-                    home: rec.home,
-                    quota_bytes: rec.quota_bytes,
-                    quota_files: rec.quota_files,
-                    used_bytes: rec.used_bytes,
-                    used_files: rec.used_files,
-                })
+                let phc = rec.password_hash.clone();
+                Ok((account_of(rec), phc))
             } else {
                 if PasswordHash::new(&rec.password_hash).is_err() {
                     // Operator-visible hint; the client still just sees "login incorrect".
@@ -276,9 +309,96 @@ fn check_credentials(
             }
         }
         None => {
+            // A name that does not exist still costs one verify, so that it cannot be told
+            // apart from a real name by timing.
             let _ = verify_with_memory(password, dummy_hash, area);
             Err(AuthError::Rejected)
         }
+    }
+}
+
+/// Most users remembered at once; past it the entry closest to expiry makes room.
+const VERIFIED_LOGINS_MAX: usize = 10_000;
+
+/// Passwords argon2 accepted within the last `ttl`, so that a client that logs in again and
+/// again (curl fetching one file per connection, rclone opening its pool, a monitoring probe)
+/// pays the ~20 ms argon2 costs once per `ttl` instead of per login. SFTPGo does the same
+/// (`password_caching`, on by default).
+///
+/// What it holds is a SHA-256 over a per-process random key, the stored hash and the
+/// password: never the password, never on disk, and worthless after a restart. Only a
+/// password argon2 accepted is ever remembered, so a wrong guess always pays full price, and
+/// the stored hash is part of the tag, so a changed password forgets the old one at once.
+struct VerifiedLogins {
+    key: [u8; 32],
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Verified>>,
+}
+
+struct Verified {
+    tag: [u8; 32],
+    expires: Instant,
+}
+
+impl VerifiedLogins {
+    fn new(ttl: Duration) -> VerifiedLogins {
+        VerifiedLogins {
+            key: rand::rngs::OsRng.gen(),
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tag(&self, phc: &str, password: &str) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(self.key);
+        // Length-prefixed, so no (hash, password) pair can be shifted into another.
+        digest.update((phc.len() as u64).to_le_bytes());
+        digest.update(phc.as_bytes());
+        digest.update(password.as_bytes());
+        digest.finalize().into()
+    }
+
+    fn holds(&self, user: &str, phc: &str, password: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let tag = self.tag(phc, password);
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(user).is_some_and(|known| {
+            // Every byte compared whatever the first difference: no timing to learn from.
+            let differences = known
+                .tag
+                .iter()
+                .zip(&tag)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            known.expires > Instant::now() && differences == 0
+        })
+    }
+
+    fn remember(&self, user: &str, phc: &str, password: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let verified = Verified {
+            tag: self.tag(phc, password),
+            expires: now + self.ttl,
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_LOGINS_MAX && !entries.contains_key(user) {
+            entries.retain(|_, known| known.expires > now);
+            if entries.len() >= VERIFIED_LOGINS_MAX {
+                let soonest = entries
+                    .iter()
+                    .min_by_key(|(_, known)| known.expires)
+                    .map(|(name, _)| name.clone());
+                if let Some(name) = soonest {
+                    entries.remove(&name);
+                }
+            }
+        }
+        entries.insert(user.to_owned(), verified);
     }
 }
 
@@ -384,7 +504,7 @@ mod tests {
     #[tokio::test]
     async fn login_accepts_and_rejects() {
         let (dir, store) = store_with_alice();
-        let auth = Authenticator::new(store, 2).expect("authenticator");
+        let auth = Authenticator::new(store, 2, Duration::ZERO).expect("authenticator");
 
         let acct = auth.login("alice", "s3cret").await.expect("login ok");
         assert_eq!(acct.name, "alice");
@@ -417,18 +537,88 @@ mod tests {
         store
             .set_password_hash("alice", "garbage")
             .expect("set hash");
-        let auth = Authenticator::new(store, 1).expect("authenticator");
+        let auth = Authenticator::new(store, 1, Duration::ZERO).expect("authenticator");
         assert!(matches!(
             auth.login("alice", "s3cret").await,
             Err(AuthError::Rejected)
         ));
     }
 
+    /// Holds every argon2 permit: a login that still completes did not run argon2.
+    async fn hold_permits(auth: &Authenticator) -> tokio::sync::OwnedSemaphorePermit {
+        let all = u32::try_from(auth.permits.available_permits()).expect("few permits");
+        auth.permits
+            .clone()
+            .acquire_many_owned(all)
+            .await
+            .expect("permits")
+    }
+
+    async fn login_within(auth: &Authenticator, user: &str, pw: &str) -> Option<bool> {
+        tokio::time::timeout(Duration::from_millis(500), auth.login(user, pw))
+            .await
+            .ok()
+            .map(|r| r.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_verified_password_skips_argon2_until_it_expires_or_changes() {
+        let (_dir, store) = store_with_alice();
+        let auth = Authenticator::new(store.clone(), 1, Duration::from_millis(600)).expect("auth");
+        auth.login("alice", "s3cret").await.expect("first login");
+
+        let held = hold_permits(&auth).await;
+        assert_eq!(login_within(&auth, "alice", "s3cret").await, Some(true));
+        // A wrong password is never answered from the cache: it waits for argon2.
+        assert_eq!(login_within(&auth, "alice", "s3cre").await, None);
+        assert_eq!(login_within(&auth, "bob", "s3cret").await, None);
+        drop(held);
+
+        // A changed password forgets the old one at once.
+        store
+            .set_password_hash("alice", &hash_password("n3w").expect("hash"))
+            .expect("set hash");
+        assert!(matches!(
+            auth.login("alice", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+        auth.login("alice", "n3w").await.expect("new password");
+
+        // Past its time, argon2 runs again.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let held = hold_permits(&auth).await;
+        assert_eq!(login_within(&auth, "alice", "n3w").await, None);
+        drop(held);
+        auth.login("alice", "n3w").await.expect("verified again");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_user_is_refused_although_verified() {
+        let (_dir, store) = store_with_alice();
+        let auth = Authenticator::new(store.clone(), 1, Duration::from_secs(60)).expect("auth");
+        auth.login("alice", "s3cret").await.expect("first login");
+        store.delete_user("alice").expect("delete");
+        assert!(matches!(
+            auth.login("alice", "s3cret").await,
+            Err(AuthError::Rejected)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_never_skips_argon2() {
+        let (_dir, store) = store_with_alice();
+        let auth = Authenticator::new(store, 1, Duration::ZERO).expect("auth");
+        auth.login("alice", "s3cret").await.expect("first login");
+        let held = hold_permits(&auth).await;
+        assert_eq!(login_within(&auth, "alice", "s3cret").await, None);
+        drop(held);
+    }
+
     #[test]
     fn zero_parallelism_is_an_error() {
         let (_dir, store) = store_with_alice();
         assert!(matches!(
-            Authenticator::new(store, 0),
+            Authenticator::new(store, 0, Duration::ZERO),
             Err(AuthError::Internal(_))
         ));
     }

@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub max_unauthenticated: Option<usize>,
     pub max_unauthenticated_per_ip: Option<usize>,
     pub login_timeout_secs: Option<u64>,
+    pub login_cache_secs: Option<u64>,
     pub sync_uploads: Option<bool>,
     pub max_line: Option<usize>,
     pub max_parallel_logins: Option<usize>,
@@ -98,6 +99,8 @@ pub struct Config {
     /// From connect to a successful PASS: a connection that has not logged in by then gets
     /// 421 and is closed.
     pub login_timeout: Duration,
+    /// How long a password argon2 accepted is recognised without argon2 (zero: never).
+    pub login_cache: Duration,
     /// Flush every completed upload (the file, then its directory) to stable storage before
     /// the 226, so a 226 survives a power loss.
     pub sync_uploads: bool,
@@ -170,6 +173,9 @@ pub const MAX_UNAUTHENTICATED: RangeInclusive<usize> = 1..=1_000_000;
 /// `login_timeout_secs`: at least long enough to type a password; at most an hour (a client
 /// that has not logged in within it is not going to).
 pub const LOGIN_TIMEOUT_SECS: RangeInclusive<u64> = 5..=3600;
+/// `login_cache_secs`: 0 turns the cache off; a day is the longest a process-local, memory-only
+/// record of a verified password may stand in for argon2.
+pub const LOGIN_CACHE_SECS: RangeInclusive<u64> = 0..=DAY;
 /// `max_line`: 512 bytes hold any command with a short path (the default, 8192, also holds the
 /// longest path `VirtualPath` takes, 4096 bytes); a session may buffer a line this long, so
 /// 1 MiB is the most (10,000 sessions with 1 MiB each are already 10 GiB).
@@ -329,6 +335,12 @@ impl Config {
                 60,
                 &LOGIN_TIMEOUT_SECS,
             )?,
+            login_cache: secs(
+                "login_cache_secs",
+                file.login_cache_secs,
+                900,
+                &LOGIN_CACHE_SECS,
+            )?,
             sync_uploads: file.sync_uploads.unwrap_or(true),
             max_line: count("max_line", file.max_line, 8192, &MAX_LINE)?,
             max_parallel_logins: count(
@@ -425,6 +437,7 @@ mod tests {
             ("blocking_threads", 1 << 62, "(4..=4096)"),
             ("max_login_failures", 0, "(1..=10000)"),
             ("max_login_failures", 10_001, "(1..=10000)"),
+            ("login_cache_secs", 86_401, "(0..=86400)"),
         ];
         for (key, value, range) in cases {
             let err = resolve(&format!("{key} = {value}")).expect_err(key);
@@ -436,6 +449,8 @@ mod tests {
             "max_line = 512\nmax_parallel_logins = 64\nblocking_threads = 4096",
             "max_line = 1048576\nmax_parallel_logins = 1\nblocking_threads = 4",
             "max_login_failures = 10000\npassive_ports = \"1-65535\"",
+            "login_cache_secs = 0",
+            "login_cache_secs = 86400",
             "passive_ports = \"65535-65535\"",
         ] {
             resolve(bound).unwrap_or_else(|e| panic!("{bound:?}: {e}"));

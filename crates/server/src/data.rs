@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::quota::Usage;
+use crate::storage::{Reader, Writer};
 use crate::stream::Stream;
 use crate::tls::SessionOwner;
 use tokio_util::sync::CancellationToken;
@@ -629,12 +630,13 @@ async fn sendfile_chunk_from_disk(
 /// pool instead ([`sendfile_chunk_from_disk`]).
 pub async fn send_file_zero_copy(
     stream: std::net::TcpStream,
-    file: &std::fs::File,
+    reader: &Reader,
     offset: u64,
     len: u64,
     sent: &AtomicU64,
     stall: Duration,
 ) -> io::Result<u64> {
+    let Reader::Local(file) = reader;
     let mut off =
         i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let end = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -678,13 +680,14 @@ pub async fn send_file_zero_copy(
 /// Sends a file through user space, converting line ends when `ascii` (TYPE A).
 pub async fn send_file_copy(
     stream: &mut Stream,
-    file: std::fs::File,
+    reader: Reader,
     offset: u64,
     ascii: bool,
     sent: &AtomicU64,
     stall: Duration,
 ) -> io::Result<u64> {
     use tokio::io::AsyncSeekExt;
+    let Reader::Local(file) = reader;
     let mut file = tokio::fs::File::from_std(file);
     if offset > 0 {
         file.seek(io::SeekFrom::Start(offset)).await?;
@@ -778,19 +781,20 @@ impl UploadMeter {
 /// the user ends at, never over, their limit.
 pub async fn receive_file(
     stream: &mut Stream,
-    file: std::fs::File,
+    writer: Writer,
     ascii: bool,
     meter: &UploadMeter,
 ) -> io::Result<u64> {
-    let mut writer = ChunkWriter {
+    let Writer::Local(file) = writer;
+    let mut chunks = ChunkWriter {
         file: Some(file),
         writing: None,
         spare: Some(Vec::with_capacity(UPLOAD_CHUNK)),
     };
-    let read_result = read_chunks(stream, ascii, meter, &mut writer).await;
+    let read_result = read_chunks(stream, ascii, meter, &mut chunks).await;
     // What was read is written, whatever ended the reading; a write error (disk full) is the
     // cause even when it made the reading side stop too.
-    writer.finish().await?;
+    chunks.finish().await?;
     read_result
 }
 
@@ -865,9 +869,10 @@ const UPLOAD_IDLE_HOLD: Duration = Duration::from_millis(100);
 /// meter's `stop`: the socket's read side is shut, which ends a blocked read at once.
 pub async fn receive_plain(
     tcp: std::net::TcpStream,
-    file: std::fs::File,
+    writer: Writer,
     meter: &UploadMeter,
 ) -> io::Result<u64> {
+    let Writer::Local(file) = writer;
     let (stall, stop) = (meter.stall, &meter.stop);
     let (mut tcp, mut file, mut total) = (tcp, file, 0u64);
     loop {

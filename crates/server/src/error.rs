@@ -8,6 +8,8 @@ use std::io;
 
 use ferry_proto::{ParseError, PathError, Reply};
 
+use crate::storage::StorageError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 530: not logged in, or login refused.
@@ -26,10 +28,6 @@ pub enum Error {
     /// file system call.
     #[error(transparent)]
     Path(#[from] PathError),
-    /// 553 ("File name not allowed"): a path through an upload part file's name, which no
-    /// command may use (see `Session::resolve`).
-    #[error("Reserved name: the server keeps unfinished uploads under it")]
-    ReservedName,
     /// 550: the path names something of the wrong kind (SIZE of a directory, CWD to a file).
     #[error("{0}")]
     WrongKind(&'static str),
@@ -60,55 +58,16 @@ pub enum Error {
     #[error("EPSV ALL in effect, use EPSV")]
     EpsvAllOnly,
     /// 554 (RFC 959 §4.2: "Requested action not taken: invalid REST parameter"): the REST
-    /// offset lies past the end of the file a RETR or STOR would continue. Sent instead of the
-    /// 150, before any data connection is used or any file touched. The jail reports it as
-    /// [`crate::vfs::RestPastEnd`] inside an `io::Error`; `From<io::Error>` lifts it here.
+    /// offset lies past the end of the file a RETR would send. Sent instead of the 150, before
+    /// any data connection is used.
     #[error("{0}")]
     BadRestOffset(String),
-    /// 550: APPE to a file whose overwrite was interrupted, without the SIZE that offered to
-    /// continue it ([`crate::vfs::UnfinishedUpload`], lifted by `From<io::Error>`); the text
-    /// says how to resume or start over.
+    /// What storage refused, by the variant's own reply (see [`StorageError`]).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// 550 / 452 / 451 ...: an IO error outside storage, by kind (see [`io_reply`]).
     #[error("{0}")]
-    UnfinishedUpload(String),
-    /// 550: a write in place (APPE, REST + STOR, MFMT) to a file with other hard links
-    /// ([`crate::vfs::HardLinked`], lifted by `From<io::Error>`).
-    #[error("{0}")]
-    HardLinked(String),
-    /// 550 / 452 / 451 ...: an IO error from the jail, by kind (see [`io_reply`]).
-    #[error("{0}")]
-    Io(io::Error),
-}
-
-/// The text of [`Error::BadRestOffset`] when the jail found the offset past the end.
-const REST_PAST_END: &str = "Invalid REST parameter: the offset is past the end of the file";
-
-/// Whether an IO error is the jail's [`crate::vfs::RestPastEnd`].
-fn is_rest_past_end(e: &io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|r| r.is::<crate::vfs::RestPastEnd>())
-}
-
-/// IO errors from the jail, with the domain errors it carries inside them lifted to their
-/// own variants so the reply table can match them.
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Error {
-        if is_rest_past_end(&e) {
-            return Error::BadRestOffset(REST_PAST_END.to_owned());
-        }
-        if let Some(linked) = e
-            .get_ref()
-            .and_then(|r| r.downcast_ref::<crate::vfs::HardLinked>())
-        {
-            return Error::HardLinked(capitalize(&linked.to_string()));
-        }
-        if let Some(unfinished) = e
-            .get_ref()
-            .and_then(|r| r.downcast_ref::<crate::vfs::UnfinishedUpload>())
-        {
-            return Error::UnfinishedUpload(capitalize(&unfinished.to_string()));
-        }
-        Error::Io(e)
-    }
+    Io(#[from] io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -137,7 +96,6 @@ impl Error {
                 Reply::new(code, capitalize(&e.to_string()))
             }
             Error::WrongKind(text) => Reply::new(550, *text),
-            Error::ReservedName => Reply::new(553, self.to_string()),
             Error::PortRefused(text) => Reply::new(500, text),
             Error::NoDataConnection(text) => Reply::new(425, text),
             Error::TransferAborted(text) => Reply::new(426, text),
@@ -147,12 +105,23 @@ impl Error {
             Error::ProtRequired => Reply::new(521, self.to_string()),
             Error::DataTls(text) => Reply::new(522, text),
             Error::BadRestOffset(text) => Reply::new(554, text),
-            Error::UnfinishedUpload(text) | Error::HardLinked(text) => Reply::new(550, text),
-            // Built as `Error::Io(e)` rather than through `From`: the same 554.
-            Error::Io(e) if is_rest_past_end(e) => Reply::new(554, REST_PAST_END),
+            Error::Storage(e) => storage_reply(e),
             Error::Io(e) => io_reply(e),
         }
     }
+}
+
+/// Storage's refusals, each with the code its variant documents.
+fn storage_reply(e: &StorageError) -> Reply {
+    let code = match e {
+        StorageError::RestPastEnd => 554,
+        StorageError::UnfinishedUpload { .. } | StorageError::HardLinked => 550,
+        StorageError::UploadInProgress => 450,
+        StorageError::ReservedName => 553,
+        StorageError::QuotaExceeded(_) => 552,
+        StorageError::Io(e) => return io_reply(e),
+    };
+    Reply::new(code, e.to_string())
 }
 
 /// IO errors by kind. Texts never include a real path: the client only knows virtual ones.
@@ -168,12 +137,6 @@ fn io_reply(e: &io::Error) -> Reply {
         IsADirectory => (550, "Is a directory"),
         InvalidFilename => (553, "File name not allowed"),
         InvalidInput => (550, "Invalid path"),
-        ResourceBusy
-            if e.get_ref()
-                .is_some_and(|r| r.is::<crate::vfs::UploadInProgress>()) =>
-        {
-            (450, "File busy: an upload to it is in progress")
-        }
         ResourceBusy => (450, "File busy"),
         StorageFull => (452, "Insufficient storage space"),
         QuotaExceeded | FileTooLarge => (552, "Exceeded storage allocation"),
@@ -223,17 +186,26 @@ mod tests {
         assert_eq!(code(Error::BadRestOffset("x".into())), 554);
     }
 
-    /// The jail's REST-past-the-end marker becomes 554 however it reaches the table, and no
-    /// other InvalidInput does.
+    /// Every storage refusal has its documented code, and its text is what the client reads.
     #[test]
-    fn rest_past_end_is_554() {
-        let marker = || io::Error::new(io::ErrorKind::InvalidInput, crate::vfs::RestPastEnd);
-        let lifted = Error::from(marker());
-        assert!(matches!(lifted, Error::BadRestOffset(_)), "{lifted:?}");
-        assert_eq!(lifted.reply().code, 554);
-        assert_eq!(Error::Io(marker()).reply().code, 554);
-        let other = Error::from(io::Error::from(io::ErrorKind::InvalidInput));
-        assert_eq!(other.reply().code, 550);
+    fn storage_errors_have_their_codes() {
+        let reply = |e: StorageError| Error::from(e).reply();
+        assert_eq!(reply(StorageError::RestPastEnd).code, 554);
+        let r = reply(StorageError::UnfinishedUpload { received: 42 });
+        assert_eq!(r.code, 550);
+        assert!(r.text().contains("REST 42"), "{}", r.text());
+        assert_eq!(reply(StorageError::HardLinked).code, 550);
+        assert_eq!(reply(StorageError::UploadInProgress).code, 450);
+        assert_eq!(reply(StorageError::ReservedName).code, 553);
+        assert_eq!(
+            reply(StorageError::QuotaExceeded("file limit reached")).code,
+            552
+        );
+        let missing = StorageError::from(io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(reply(missing).code, 550);
+        // An InvalidInput from the file system is no REST offset.
+        let other = StorageError::from(io::Error::from(io::ErrorKind::InvalidInput));
+        assert_eq!(reply(other).code, 550);
     }
 
     #[test]

@@ -18,9 +18,7 @@
 //!   the per-call overhead disappears, and the kernel is told the access is sequential so cold
 //!   files are read ahead.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -28,6 +26,8 @@ use ferry_proto::command::HashAlgo;
 use sha2::Digest as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::storage::Reader;
 
 /// Bytes read and hashed per step; also the cancellation granularity.
 pub const CHUNK: usize = 1 << 20;
@@ -125,14 +125,14 @@ pub enum Outcome {
 /// bytes hashed to `progress` after every chunk and checks `cancel` before each one. A file that
 /// ends before `start + len` (it shrank since it was measured) is an `UnexpectedEof` error.
 pub fn hash_range(
-    file: &File,
+    file: &Reader,
     algo: HashAlgo,
     start: u64,
     len: u64,
     progress: &AtomicU64,
     cancel: &CancellationToken,
 ) -> io::Result<Outcome> {
-    advise_sequential(file, start, len);
+    file.advise_sequential(start, len);
     let mut hasher = Hasher::new(algo);
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
     let mut done = 0u64;
@@ -159,28 +159,12 @@ pub fn hash_range(
     Ok(Outcome::Done(hasher.finish_hex()))
 }
 
-/// Tells the kernel the range will be read once, front to back (larger read-ahead on cold
-/// files). Advice only: failures change nothing.
-fn advise_sequential(file: &File, start: u64, len: u64) {
-    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(len)) else {
-        return;
-    };
-    let _ = posix_fadvise(
-        file.as_raw_fd(),
-        offset,
-        len,
-        PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
-    );
-}
-
 /// Hashes `len` bytes of `file` from `start` on the blocking pool, after taking one of the
 /// server-wide [`permits`] (waiting for one holds no thread). The permit is held by the worker
 /// until it really stops, so the limit counts running workers even after an abort. `label`
 /// names the job in the line a cancelled worker logs.
 pub async fn digest_file(
-    file: File,
+    file: Reader,
     algo: HashAlgo,
     start: u64,
     len: u64,
@@ -256,10 +240,10 @@ mod tests {
         );
     }
 
-    fn temp_file(data: &[u8]) -> File {
+    fn temp_file(data: &[u8]) -> Reader {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(data).expect("write");
-        f
+        Reader::Local(f)
     }
 
     fn pattern(n: usize) -> Vec<u8> {

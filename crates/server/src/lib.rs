@@ -2,8 +2,8 @@
 //!
 //! Start at [`server::Server::serve`] (accept loop, limits, shutdown), then
 //! [`session::Session`] (one task per control connection, the command dispatch). Every failure a
-//! client can see becomes a reply in exactly one place, [`error::Error::reply`]. The home jail is
-//! [`vfs::Vfs`]; data connections are [`data`].
+//! client can see becomes a reply in exactly one place, [`error::Error::reply`]. A user's files are
+//! [`storage::Home`]; data connections are [`data`].
 
 pub mod auth;
 pub mod config;
@@ -15,8 +15,8 @@ pub mod quota;
 pub mod server;
 pub mod session;
 pub mod size;
+pub mod storage;
 pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod users_cli;
-pub mod vfs;

@@ -76,12 +76,15 @@ fn serve(
             home.display()
         );
     }
+    let storage = std::sync::Arc::new(ferry_server::storage::Storage::local());
     let quotas = QuotaRegistry::new(
         store.clone(),
+        storage.clone(),
         config.default_quota,
         config.default_max_files,
     );
-    let auth = Authenticator::new(store, config.max_parallel_logins).map_err(|e| e.to_string())?;
+    let auth = Authenticator::new(store, config.max_parallel_logins, config.login_cache)
+        .map_err(|e| e.to_string())?;
     let tls = match config.tls {
         TlsMode::Off => None,
         TlsMode::Optional | TlsMode::Required => {
@@ -127,7 +130,7 @@ fn serve(
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        Server::new(config, auth, tls, quotas, shutdown)
+        Server::new(config, auth, tls, quotas, storage, shutdown)
             .serve(listener, implicit)
             .await;
         Ok::<(), String>(())

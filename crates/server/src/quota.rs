@@ -17,7 +17,7 @@
 //! uploads that were running had written bytes they never settled, and files may have been
 //! changed while the server was down. So in a new process every user starts *unverified*, and
 //! no [`Usage`] is ever built from an unverified counter: [`QuotaRegistry::attach`] first
-//! makes sure the user was recounted from the disk ([`scan_home`]) in this process, scanning
+//! makes sure the user was recounted from the disk ([`Storage::scan_usage`]) in this process, scanning
 //! the home itself (it runs on a blocking thread) if nobody has yet. The background rescan at
 //! start ([`QuotaRegistry::rescan_all`]) does the same for every user, so most logins find the
 //! work done and users who never log in get true numbers in `ferryd user list`.
@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::auth::Account;
+use crate::storage::{Storage, StorageError};
 use crate::store::{Store, StoreError};
 
 /// The counters and limits of one user.
@@ -161,6 +162,8 @@ pub struct QuotaRegistry {
     /// Per user (name and home): the gate a scan holds, around "recounted in this process".
     gates: Mutex<HashMap<(String, PathBuf), Gate>>,
     store: Arc<Store>,
+    /// Where the homes are: counted by its usage scan.
+    storage: Arc<Storage>,
     default_bytes: Option<u64>,
     default_files: Option<u64>,
 }
@@ -168,6 +171,7 @@ pub struct QuotaRegistry {
 impl QuotaRegistry {
     pub fn new(
         store: Arc<Store>,
+        storage: Arc<Storage>,
         default_bytes: Option<u64>,
         default_files: Option<u64>,
     ) -> QuotaRegistry {
@@ -175,6 +179,7 @@ impl QuotaRegistry {
             live: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
             store,
+            storage,
             default_bytes,
             default_files,
         }
@@ -203,15 +208,19 @@ impl QuotaRegistry {
         if *verified {
             return Ok(false);
         }
-        let (bytes, files) = match scan_home(home) {
+        let (bytes, files) = match self.storage.scan_usage(home) {
             Ok(counted) => counted,
             // Nothing there yet (a user who never logged in): nothing is used.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, 0),
-            Err(source) => {
+            Err(e) if e.is_not_found() => (0, 0),
+            Err(e) => {
+                let source = match e {
+                    StorageError::Io(source) => source,
+                    other => io::Error::other(other.to_string()),
+                };
                 return Err(StoreError::Io {
                     context: format!("cannot count the files in {}", home.display()),
                     source,
-                })
+                });
             }
         };
         if let Ok(Some(rec)) = self.store.get_user(name) {
@@ -297,45 +306,11 @@ impl QuotaRegistry {
     }
 }
 
-/// Suffix of the hidden file an overwrite is written to before it replaces the original.
-pub const PART_SUFFIX: &str = ".ferry-part";
-
-/// Is this a file name the server uses for an overwrite in progress?
-pub fn is_part_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(PART_SUFFIX) && name.len() > PART_SUFFIX.len() + 1
-}
-
-/// Bytes (apparent size) and number of regular files under `home`, not following symlinks.
-/// Part files count in bytes but not as files. Blocking.
-pub fn scan_home(home: &Path) -> io::Result<(u64, u64)> {
-    let mut bytes = 0u64;
-    let mut files = 0u64;
-    let mut stack = vec![home.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            // The home itself must be readable; a subdirectory we cannot read is skipped.
-            Err(e) if dir == home => return Err(e),
-            Err(_) => continue,
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                bytes += meta.len();
-                if !is_part_name(&entry.file_name().to_string_lossy()) {
-                    files += 1;
-                }
-            }
-        }
-    }
-    Ok((bytes, files))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::local::usage::scan as scan_home;
+    use crate::storage::{is_part_name, PART_SUFFIX};
     use crate::store::{Limit, NewUser};
 
     fn add(store: &Store, tmp: &Path, name: &str, max_bytes: Limit, max_files: Limit) -> Account {
@@ -363,7 +338,11 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(tmp.path()).expect("store"));
         let account = add(&store, tmp.path(), "u", max_bytes, max_files);
-        (tmp, QuotaRegistry::new(store, Some(1000), None), account)
+        (
+            tmp,
+            QuotaRegistry::new(store, Arc::new(Storage::local()), Some(1000), None),
+            account,
+        )
     }
 
     #[test]
@@ -416,7 +395,7 @@ mod tests {
         assert_eq!(scan_home(&home).expect("scan"), (10, 2));
         drop(usage);
         // A new process (a restart) recounts; the stored (5, 1) is not trusted.
-        let reg = QuotaRegistry::new(reg.store.clone(), None, None);
+        let reg = QuotaRegistry::new(reg.store.clone(), Arc::new(Storage::local()), None, None);
         reg.rescan_all();
         let rec = reg.store.get_user("u").expect("get").expect("user");
         assert_eq!((rec.used_bytes, rec.used_files), (10, 2));
@@ -481,7 +460,12 @@ mod tests {
         let store = Arc::new(Store::open(tmp.path()).expect("store"));
         let u = add(&store, tmp.path(), "u", Limit::Max(1000), Limit::Unlimited);
         let v = add(&store, tmp.path(), "v", Limit::Max(1000), Limit::Unlimited);
-        let reg = Arc::new(QuotaRegistry::new(store, None, None));
+        let reg = Arc::new(QuotaRegistry::new(
+            store,
+            Arc::new(Storage::local()),
+            None,
+            None,
+        ));
         write(&u.home.join("a"), 10);
         write(&v.home.join("b"), 20);
         // The background rescan is in the middle of u's home.

@@ -32,7 +32,8 @@ pub struct Shared {
     pub tls: Option<Arc<Tls>>,
     pub guard: LoginGuard,
     pub quotas: QuotaRegistry,
-    pub homes: crate::vfs::Homes,
+    /// Where users' files live; opens their homes at login.
+    pub storage: Arc<crate::storage::Storage>,
     /// The passive port range: shares per user and address, listeners parked between
     /// transfers.
     pub ports: Arc<crate::data::PassivePorts>,
@@ -135,6 +136,7 @@ impl Server {
         auth: Authenticator,
         tls: Option<Tls>,
         quotas: QuotaRegistry,
+        storage: Arc<crate::storage::Storage>,
         shutdown: CancellationToken,
     ) -> Server {
         let guard = LoginGuard::new(config.max_login_failures, config.lockout);
@@ -147,7 +149,7 @@ impl Server {
                 tls: tls.map(Arc::new),
                 guard,
                 quotas,
-                homes: crate::vfs::Homes::default(),
+                storage,
                 ports,
                 upload_threads,
                 shutdown,

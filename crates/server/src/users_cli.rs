@@ -10,8 +10,8 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::auth::{generate_password, hash_password, validate_username};
-use crate::quota::scan_home;
 use crate::size::{format_size, parse_size};
+use crate::storage::Storage;
 use crate::store::{Limit, NewUser, Store, StoreError, UserRecord, DB_FILE_NAME};
 
 /// Name of the account `serve` creates when the store is empty.
@@ -271,7 +271,8 @@ fn run_with(
                 .get_user(&name)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| StoreError::NotFound(name.clone()).to_string())?;
-            let (bytes, files) = scan_home(&user.home)
+            let (bytes, files) = Storage::local()
+                .scan_usage(&user.home)
                 .map_err(|e| format!("cannot scan {}: {e}", user.home.display()))?;
             store
                 .set_usage(&name, bytes, files)

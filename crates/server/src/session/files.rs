@@ -1,7 +1,7 @@
 //! Commands that touch the file system but move no file data: PWD, CWD/CDUP, MKD, RMD, DELE,
 //! RNFR/RNTO (RFC 959 §4.1.3), SIZE, MDTM, MLST (RFC 3659), MFMT and MFF
 //! (draft-somers-ftp-mfxx) and STAT with a path.
-//! Every file-system call goes through the jail on the blocking pool ([`Vfs::run`]).
+//! Every file operation goes through the user's [`crate::storage::Home`].
 
 use ferry_proto::listing::{self, EntryKind};
 use ferry_proto::path::quote_for_257;
@@ -20,19 +20,10 @@ impl Session {
     }
 
     pub(super) async fn cwd(&mut self, arg: &str) -> Result<Flow> {
-        let (vfs, path) = self.resolve(arg)?;
-        let p = path.clone();
+        let (files, path) = self.resolve(arg)?;
         // The directory must also open for reading, or the user would be stuck in a
         // directory they cannot list; opening it is enough, nothing is read.
-        let is_dir = vfs
-            .run(move |v| {
-                if v.stat(&p)?.kind != EntryKind::Dir {
-                    return Ok(false);
-                }
-                v.check_listable(&p)?;
-                Ok(true)
-            })
-            .await?;
+        let is_dir = files.is_listable_dir(&path).await?;
         if !is_dir {
             return Err(Error::WrongKind("Not a directory"));
         }
@@ -42,30 +33,28 @@ impl Session {
     }
 
     pub(super) async fn mkd(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        let p = path.clone();
-        vfs.run(move |v| v.mkdir(&p)).await?;
+        let (files, path) = self.resolve(&arg)?;
+        files.mkdir(&path).await?;
         self.ok(257, &format!("{} created", quote_for_257(&path)))
             .await
     }
 
     pub(super) async fn rmd(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        vfs.run(move |v| v.rmdir(&path)).await?;
+        let (files, path) = self.resolve(&arg)?;
+        files.rmdir(&path).await?;
         self.ok(250, "Directory removed").await
     }
 
     pub(super) async fn dele(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        let freed = vfs.run(move |v| v.remove_file(&path)).await?;
+        let (files, path) = self.resolve(&arg)?;
+        let freed = files.remove_file(&path).await?;
         self.give_back(freed)?;
         self.ok(250, "File deleted").await
     }
 
     pub(super) async fn rnfr(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        let p = path.clone();
-        vfs.run(move |v| v.exists(&p)).await?;
+        let (files, path) = self.resolve(&arg)?;
+        files.exists(&path).await?;
         self.client()?.rename_from = Some(path);
         self.ok(350, "Ready for RNTO").await
     }
@@ -76,14 +65,14 @@ impl Session {
             .rename_from
             .take()
             .ok_or(Error::BadSequence("RNFR required first"))?;
-        let (vfs, to) = self.resolve(&arg)?;
-        let freed = vfs.run(move |v| v.rename(&from, &to)).await?;
+        let (files, to) = self.resolve(&arg)?;
+        let freed = files.rename(&from, &to).await?;
         self.give_back(freed)?;
         self.ok(250, "Rename successful").await
     }
 
     /// Returns the space a delete or a replacing rename freed to the user's quota at once.
-    fn give_back(&mut self, freed: crate::vfs::Freed) -> Result<()> {
+    fn give_back(&mut self, freed: crate::storage::Freed) -> Result<()> {
         let usage = &self.client()?.usage;
         usage.release_bytes(freed.bytes);
         if freed.file {
@@ -98,11 +87,8 @@ impl Session {
     /// is what clients resume an upload from (curl `-C -`, lftp `reput`), and from the old
     /// size they would splice two versions or take the upload for complete.
     pub(super) async fn size(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        let p = path.clone();
-        let (entry, unfinished) = vfs
-            .run(move |v| Ok((v.stat(&p)?, v.unfinished_size(&p)?)))
-            .await?;
+        let (files, path) = self.resolve(&arg)?;
+        let (entry, unfinished) = files.stat_with_unfinished(&path).await?;
         if entry.kind != EntryKind::File {
             return Err(Error::WrongKind("Not a regular file"));
         }
@@ -117,8 +103,8 @@ impl Session {
     }
 
     pub(super) async fn mdtm(&mut self, arg: String) -> Result<Flow> {
-        let (vfs, path) = self.resolve(&arg)?;
-        let entry = vfs.run(move |v| v.stat(&path)).await?;
+        let (files, path) = self.resolve(&arg)?;
+        let entry = files.stat(&path).await?;
         if entry.kind != EntryKind::File {
             return Err(Error::WrongKind("Not a regular file"));
         }
@@ -138,15 +124,14 @@ impl Session {
     }
 
     async fn set_modified(&mut self, time: FileTime, arg: &str) -> Result<()> {
-        let (vfs, path) = self.resolve(arg)?;
-        vfs.run(move |v| v.set_modified(&path, time)).await?;
+        let (files, path) = self.resolve(arg)?;
+        files.set_modified(&path, time).await?;
         Ok(())
     }
 
     pub(super) async fn mlst(&mut self, arg: Option<String>) -> Result<Flow> {
-        let (vfs, path) = self.resolve(arg.as_deref().unwrap_or("."))?;
-        let p = path.clone();
-        let mut entry = vfs.run(move |v| v.stat(&p)).await?;
+        let (files, path) = self.resolve(arg.as_deref().unwrap_or("."))?;
+        let mut entry = files.stat(&path).await?;
         entry.name = path.as_str().to_owned();
         let mut facts = String::from(" ");
         listing::mlsx_facts_selected(&entry, self.mlst_facts, &mut facts);

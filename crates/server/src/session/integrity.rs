@@ -22,7 +22,6 @@
 //! STAT (which shows the bytes hashed so far) and QUIT, and [`crate::hash`] does the work on the
 //! blocking pool, stopping within one chunk when the job is cancelled.
 
-use std::fs::File;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -34,6 +33,7 @@ use tracing::Instrument;
 use super::{Flow, Session};
 use crate::error::{Error, Result};
 use crate::hash::{self, Outcome};
+use crate::storage::Reader;
 
 /// The legacy verb for an algorithm (for logs and STAT).
 fn legacy_verb(algo: HashAlgo) -> &'static str {
@@ -144,11 +144,10 @@ impl Session {
     }
 
     /// Opens a regular file through the jail (missing, directory, outside the home: 550).
-    async fn open_for_hash(&mut self, arg: &str) -> Result<(File, u64, VirtualPath)> {
-        let (vfs, path) = self.resolve(arg)?;
-        let p = path.clone();
-        let (file, size) = vfs.run(move |v| v.open_read(&p)).await?;
-        Ok((file, size, path))
+    async fn open_for_hash(&mut self, arg: &str) -> Result<(Reader, u64, VirtualPath)> {
+        let (files, path) = self.resolve(arg)?;
+        let (reader, size) = files.open_read(&path).await?;
+        Ok((reader, size, path))
     }
 
     /// Starts the digest as the session's child job; `reply` turns the hex digest into the
@@ -156,7 +155,7 @@ impl Session {
     async fn start_hash<R>(
         &mut self,
         label: String,
-        file: File,
+        reader: Reader,
         algo: HashAlgo,
         start: u64,
         len: u64,
@@ -168,7 +167,7 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
         let work = hash::digest_file(
-            file,
+            reader,
             algo,
             start,
             len,

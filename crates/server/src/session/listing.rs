@@ -40,8 +40,9 @@ use super::transfer::classify;
 use super::{Flow, Session};
 use crate::data;
 use crate::error::{Error, Result};
-use crate::quota::is_part_name;
-use crate::vfs::{Vfs, MAX_LIST_ENTRIES};
+use crate::storage::is_part_name;
+use crate::storage::local::LocalHome;
+use crate::storage::{Home, MAX_LIST_ENTRIES};
 
 /// Text one step produces before it returns (it finishes the line it is on).
 const STEP_BYTES: usize = 64 * 1024;
@@ -114,7 +115,7 @@ enum Items {
     /// LIST or NLST of a file: its one entry, until shown.
     One(Option<Entry>),
     Dir {
-        /// Read from here ([`Vfs::open_listing`]); entries are stat'ed relative to it.
+        /// Read from here ([`LocalHome::open_listing`]); entries are stat'ed relative to it.
         dir: rustix::fs::Dir,
         order: Order,
     },
@@ -308,12 +309,12 @@ impl Walk {
     /// missing or unreadable directory fails here, before any reply; the reading happens in
     /// the steps.
     pub(super) fn dir(
-        vfs: &Vfs,
+        home: &LocalHome,
         path: VirtualPath,
         format: Format,
         framing: Framing,
     ) -> std::io::Result<Walk> {
-        let dir = vfs.open_listing(&path)?;
+        let dir = home.open_listing(&path)?;
         let items = Items::Dir {
             dir,
             order: Order::Unread,
@@ -336,8 +337,8 @@ impl Walk {
     /// Returns whether more is to come. A step stops once `out` holds [`STEP_BYTES`], it has
     /// read [`STEP_NAMES`] names, or it has worked for [`STEP_TIME`]; `out` may then be empty
     /// (a wildcard that matched nothing yet).
-    pub(super) fn step(&mut self, vfs: &Vfs, out: &mut String) -> std::io::Result<bool> {
-        self.step_until(vfs, out, Instant::now() + STEP_TIME)
+    pub(super) fn step(&mut self, home: &LocalHome, out: &mut String) -> std::io::Result<bool> {
+        self.step_until(home, out, Instant::now() + STEP_TIME)
     }
 
     /// [`Walk::step`] with its deadline. The clock is read every 32 names (a stat takes about
@@ -345,7 +346,7 @@ impl Walk {
     /// always ends.
     fn step_until(
         &mut self,
-        vfs: &Vfs,
+        home: &LocalHome,
         out: &mut String,
         deadline: Instant,
     ) -> std::io::Result<bool> {
@@ -378,7 +379,7 @@ impl Walk {
             };
             let entry = match self.format {
                 Format::Names { .. } => None,
-                Format::Long { .. } | Format::Facts(_) => match self.entry(vfs, name, text) {
+                Format::Long { .. } | Format::Facts(_) => match self.entry(home, name, text) {
                     Some(entry) => Some(entry),
                     None => continue,
                 },
@@ -389,11 +390,11 @@ impl Walk {
     }
 
     /// The facts of an entry of the directory, or None (counted) if it cannot be stat'ed.
-    fn entry(&mut self, vfs: &Vfs, name: &CStr, text: &str) -> Option<Entry> {
+    fn entry(&mut self, home: &LocalHome, name: &CStr, text: &str) -> Option<Entry> {
         let Items::Dir { dir, .. } = &self.items else {
             return None;
         };
-        match vfs.listing_entry(dir, &self.path, text) {
+        match home.listing_entry(dir, &self.path, text) {
             Ok(entry) => Some(entry),
             Err(_) => {
                 self.skipped.unreadable += 1;
@@ -490,7 +491,7 @@ async fn step_permit() -> Result<tokio::sync::SemaphorePermit<'static>> {
 
 /// A listing being sent: its walk, and the text of the step taken last.
 pub(super) struct Listing {
-    vfs: Vfs,
+    home: LocalHome,
     /// None once the walk has ended.
     walk: Option<Walk>,
     text: String,
@@ -513,11 +514,11 @@ impl Listing {
             text.clear();
             let permit = step_permit().await?;
             let (walk, text, more) = self
-                .vfs
+                .home
                 .run(move |v| {
                     let _held = permit;
                     let more = walk.step(v, &mut text)?;
-                    Ok((walk, text, more))
+                    Ok::<_, Error>((walk, text, more))
                 })
                 .await?;
             self.text = text;
@@ -542,7 +543,9 @@ impl Session {
         kind: ListKind,
         framing: Framing,
     ) -> Result<Listing> {
-        let (vfs, _) = self.resolve(".")?;
+        let (files, _) = self.resolve(".")?;
+        // The stepped walk reads a local directory; other backends list in pages.
+        let Home::Local(home) = files;
         let path = path.clone();
         let typed_dir = typed
             .rsplit_once('/')
@@ -559,7 +562,7 @@ impl Session {
             ListKind::Mlsd => Format::Facts(facts),
         };
         let permit = step_permit().await?;
-        let opened = vfs
+        let opened = home
             .run(move |v| {
                 let _held = permit;
                 let walk = match v.stat(&path) {
@@ -575,29 +578,27 @@ impl Session {
                     // A name that exists is itself, wildcards or not; one that does not may
                     // be a pattern for its directory's names (NLST/LIST only: RFC 3659 has
                     // MLSD name one directory).
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::NotFound && kind != ListKind::Mlsd =>
-                    {
+                    Err(e) if e.is_not_found() && kind != ListKind::Mlsd => {
                         let (Some(dir), Some(pattern)) = (path.parent(), path.file_name()) else {
-                            return Err(e);
+                            return Err(e.into());
                         };
                         if !glob::has_wildcards(pattern) {
-                            return Err(e);
+                            return Err(e.into());
                         }
                         let pattern = Pattern::new(pattern);
                         Walk::dir(v, dir, format(typed_dir), framing)?.matching(pattern)
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
                 let mut walk = walk;
                 let mut text = String::with_capacity(TEXT_ROOM);
                 let more = walk.step(v, &mut text)?;
-                Ok(Ok((walk, text, more)))
+                Ok::<_, Error>(Ok((walk, text, more)))
             })
             .await?;
         let (walk, text, more) = opened?;
         Ok(Listing {
-            vfs,
+            home,
             walk: more.then_some(walk),
             text,
             ready: true,
@@ -646,7 +647,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::PART_SUFFIX;
+    use crate::storage::PART_SUFFIX;
     use std::collections::BTreeSet;
     use std::os::unix::ffi::OsStrExt;
 
@@ -671,11 +672,11 @@ mod tests {
     };
 
     /// Runs a walk to its end; returns each step's text.
-    fn steps(vfs: &Vfs, mut walk: Walk) -> Vec<String> {
+    fn steps(home: &LocalHome, mut walk: Walk) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let mut text = String::new();
-            let more = walk.step(vfs, &mut text).expect("step");
+            let more = walk.step(home, &mut text).expect("step");
             out.push(text);
             if !more {
                 return out;
@@ -696,9 +697,9 @@ mod tests {
             touch(&dir.join(name));
         }
         touch(&dir.join(format!(".a{PART_SUFFIX}")));
-        let vfs = Vfs::open(tmp.path()).expect("open");
-        let walk = Walk::dir(&vfs, vp("d"), NAMES, Framing::Data).expect("walk");
-        let steps = steps(&vfs, walk);
+        let home = LocalHome::open(tmp.path()).expect("open");
+        let walk = Walk::dir(&home, vp("d"), NAMES, Framing::Data).expect("walk");
+        let steps = steps(&home, walk);
         assert_eq!(steps.len(), 1, "{steps:?}");
         assert_eq!(
             lines(&steps),
@@ -718,10 +719,10 @@ mod tests {
         for i in 0..n {
             std::fs::write(dir.join(format!("file-{i:05}.dat")), vec![b'x'; i % 7]).expect("w");
         }
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let home = LocalHome::open(tmp.path()).expect("open");
         let walk =
-            Walk::dir(&vfs, vp("big"), Format::Facts(Facts::ALL), Framing::Data).expect("walk");
-        let steps = steps(&vfs, walk);
+            Walk::dir(&home, vp("big"), Format::Facts(Facts::ALL), Framing::Data).expect("walk");
+        let steps = steps(&home, walk);
         assert!(steps.len() > 10, "{} steps", steps.len());
         assert!(steps.iter().all(|s| s.len() <= STEP_BYTES + 512));
         let mut seen = BTreeSet::new();
@@ -736,14 +737,14 @@ mod tests {
         }
         assert_eq!(seen.len(), n);
         // Same for NLST, which reads no facts.
-        let names = lines(&steps_of(&vfs, "big", NAMES));
+        let names = lines(&steps_of(&home, "big", NAMES));
         assert_eq!(names.len(), n);
         assert_eq!(names.iter().collect::<BTreeSet<_>>(), seen.iter().collect());
     }
 
-    fn steps_of(vfs: &Vfs, dir: &str, format: Format) -> Vec<String> {
-        let walk = Walk::dir(vfs, vp(dir), format, Framing::Data).expect("walk");
-        steps(vfs, walk)
+    fn steps_of(home: &LocalHome, dir: &str, format: Format) -> Vec<String> {
+        let walk = Walk::dir(home, vp(dir), format, Framing::Data).expect("walk");
+        steps(home, walk)
     }
 
     /// Names FTP cannot carry are left out; the rest of the directory is listed, and a
@@ -760,11 +761,11 @@ mod tests {
         touch(&dir.join("esc\u{1b}[31m"));
         touch(&dir.join("good.txt"));
         touch(&dir.join("é.txt"));
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let home = LocalHome::open(tmp.path()).expect("open");
         for format in [NAMES, Format::Long { now: 0 }, Format::Facts(Facts::ALL)] {
-            let mut walk = Walk::dir(&vfs, vp("d"), format.clone(), Framing::Data).expect("walk");
+            let mut walk = Walk::dir(&home, vp("d"), format.clone(), Framing::Data).expect("walk");
             let mut text = String::new();
-            assert!(!walk.step(&vfs, &mut text).expect("step"));
+            assert!(!walk.step(&home, &mut text).expect("step"));
             let names: Vec<&str> = text
                 .lines()
                 .map(|l| match format {
@@ -789,9 +790,9 @@ mod tests {
         for i in 0..n {
             touch(&tmp.path().join(format!("{i:04}")));
         }
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let home = LocalHome::open(tmp.path()).expect("open");
         let mut walk = Walk::dir(
-            &vfs,
+            &home,
             VirtualPath::root(),
             Format::Facts(Facts::ALL),
             Framing::Data,
@@ -802,7 +803,7 @@ mod tests {
         loop {
             let mut piece = String::new();
             let late = Instant::now() - Duration::from_secs(1);
-            let more = walk.step_until(&vfs, &mut piece, late).expect("step");
+            let more = walk.step_until(&home, &mut piece, late).expect("step");
             text.push_str(&piece);
             steps += 1;
             if !more {
@@ -830,18 +831,18 @@ mod tests {
         for i in 0..n {
             touch(&dir.join(format!("{i:04}")));
         }
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let home = LocalHome::open(tmp.path()).expect("open");
         let mut walk =
-            Walk::dir(&vfs, vp("d"), Format::Facts(Facts::ALL), Framing::Data).expect("walk");
+            Walk::dir(&home, vp("d"), Format::Facts(Facts::ALL), Framing::Data).expect("walk");
         let mut first = String::new();
-        assert!(walk.step(&vfs, &mut first).expect("step"));
+        assert!(walk.step(&home, &mut first).expect("step"));
         let shown = first.lines().count();
         assert!(shown < n);
         for i in 0..n {
             std::fs::remove_file(dir.join(format!("{i:04}"))).expect("rm");
         }
         let mut rest = String::new();
-        while walk.step(&vfs, &mut rest).expect("step") {}
+        while walk.step(&home, &mut rest).expect("step") {}
         assert_eq!(rest, "");
         assert_eq!(walk.skipped.unreadable, n - shown);
     }
@@ -849,7 +850,7 @@ mod tests {
     #[test]
     fn wildcards_match_names_sorted_without_part_files() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let home = LocalHome::open(tmp.path()).expect("open");
         std::fs::create_dir(tmp.path().join("d")).expect("mkdir");
         for name in [
             "b.txt",
@@ -864,10 +865,10 @@ mod tests {
         touch(&tmp.path().join(format!(".a.txt{PART_SUFFIX}")));
         let glob = |dir: &str, pattern: &str| {
             let prefix = format!("{dir}/").trim_start_matches('/').to_owned();
-            let walk = Walk::dir(&vfs, vp(dir), Format::Names { prefix }, Framing::Data)
+            let walk = Walk::dir(&home, vp(dir), Format::Names { prefix }, Framing::Data)
                 .expect("walk")
                 .matching(Pattern::new(pattern));
-            lines(&steps(&vfs, walk))
+            lines(&steps(&home, walk))
         };
         assert_eq!(glob("/", "*.txt"), ["a.txt", "a\\b.txt", "b.txt"]);
         assert_eq!(glob("/", ".*"), [".hidden.txt"]);
@@ -875,7 +876,7 @@ mod tests {
         assert_eq!(glob("/", "?"), ["d"]);
         assert_eq!(glob("/d", "*"), ["d/inner.txt"]);
         assert!(glob("/", "*.zip").is_empty());
-        assert!(Walk::dir(&vfs, vp("/nope"), NAMES, Framing::Data).is_err());
+        assert!(Walk::dir(&home, vp("/nope"), NAMES, Framing::Data).is_err());
     }
 
     /// A wildcard that matches nothing in a big directory still yields between steps.
@@ -885,11 +886,11 @@ mod tests {
         for i in 0..(STEP_NAMES * 2 + 10) {
             touch(&tmp.path().join(format!("n{i}")));
         }
-        let vfs = Vfs::open(tmp.path()).expect("open");
-        let walk = Walk::dir(&vfs, VirtualPath::root(), NAMES, Framing::Data)
+        let home = LocalHome::open(tmp.path()).expect("open");
+        let walk = Walk::dir(&home, VirtualPath::root(), NAMES, Framing::Data)
             .expect("walk")
             .matching(Pattern::new("*.zip"));
-        let steps = steps(&vfs, walk);
+        let steps = steps(&home, walk);
         assert!(steps.len() >= 3, "{}", steps.len());
         assert!(steps.iter().all(String::is_empty));
     }
@@ -921,12 +922,12 @@ mod tests {
         for i in 0..n {
             touch(&tmp.path().join(format!("entry-{i:05}")));
         }
-        let vfs = Vfs::open(tmp.path()).expect("open");
-        let mut walk = Walk::dir(&vfs, VirtualPath::root(), NAMES, Framing::Data).expect("walk");
+        let home = LocalHome::open(tmp.path()).expect("open");
+        let mut walk = Walk::dir(&home, VirtualPath::root(), NAMES, Framing::Data).expect("walk");
         let mut text = String::new();
-        assert!(walk.step(&vfs, &mut text).expect("step"));
+        assert!(walk.step(&home, &mut text).expect("step"));
         let mut listing = Listing {
-            vfs: vfs.clone(),
+            home: home.clone(),
             walk: Some(walk),
             text,
             ready: true,

@@ -69,18 +69,18 @@ impl Session {
         self.shared.guard.success(ip, &user);
         let (shared, acct) = (self.shared.clone(), account.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            let vfs = shared
-                .homes
-                .open(&acct.home)
+            let files = shared
+                .storage
+                .open_home(&acct.home)
                 .map_err(|e| format!("home directory unavailable: {e}"))?;
             let usage = shared
                 .quotas
                 .attach(&acct)
                 .map_err(|e| format!("usage unavailable: {e}"))?;
-            Ok::<_, String>((vfs, usage))
+            Ok::<_, String>((files, usage))
         })
         .await;
-        let (vfs, usage) = match opened {
+        let (files, usage) = match opened {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::error!(user = %Escaped(&user), error = %e, "login failed");
@@ -96,7 +96,7 @@ impl Session {
         }
         self.state = State::LoggedIn(Box::new(Client {
             account,
-            vfs,
+            files,
             cwd: VirtualPath::root(),
             data_type: DataType::Image,
             rest: 0,

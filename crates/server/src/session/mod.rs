@@ -30,9 +30,9 @@ use crate::auth::Account;
 use crate::data::DataPlan;
 use crate::error::{Error, Result};
 use crate::server::Shared;
+use crate::storage::{Home, StorageError};
 use crate::stream::Stream;
 use crate::tls::SessionToken;
-use crate::vfs::Vfs;
 
 pub use transfer::RunningTransfer;
 
@@ -52,7 +52,7 @@ enum State {
 /// Everything that exists only once a user is logged in.
 struct Client {
     account: Account,
-    vfs: Vfs,
+    files: Home,
     cwd: VirtualPath,
     data_type: DataType,
     /// Offset from REST, used by the next RETR/STOR.
@@ -444,13 +444,13 @@ impl Session {
     /// are refused here, for every command: they hold unfinished overwrites whose bytes the
     /// quota counts through the upload, so a DELE, rename, RETR or STOR of one from another
     /// session would free or hide bytes behind the counter's back.
-    fn resolve(&mut self, arg: &str) -> Result<(Vfs, VirtualPath)> {
+    fn resolve(&mut self, arg: &str) -> Result<(Home, VirtualPath)> {
         let c = self.client()?;
         let path = c.cwd.resolve(arg)?;
-        if path.as_str().split('/').any(crate::quota::is_part_name) {
-            return Err(Error::ReservedName);
+        if path.as_str().split('/').any(crate::storage::is_part_name) {
+            return Err(StorageError::ReservedName.into());
         }
-        Ok((c.vfs.clone(), path))
+        Ok((c.files.clone(), path))
     }
 }
 

@@ -25,9 +25,9 @@ use crate::config::TlsMode;
 use crate::data::{self, DataPlan};
 use crate::error::{Error, Result};
 use crate::quota::Usage;
+use crate::storage::{Home, StorageError, UploadMode, UploadPlan};
 use crate::stream::Stream;
 use crate::tls::{SessionOwner, Tls};
-use crate::vfs::{UploadMode, UploadPlan, Vfs};
 
 /// Shortest time without data-channel progress before a transfer is declared stalled.
 const MIN_STALL: Duration = Duration::from_secs(60);
@@ -108,10 +108,6 @@ pub(super) async fn wait(transfer: &mut Option<RunningTransfer>) -> Result<Reply
 /// An upload stopped by ABOR or the end of its session.
 fn aborted() -> Error {
     Error::TransferAborted("Transfer aborted".into())
-}
-
-fn quota_exceeded(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::QuotaExceeded, what.to_owned())
 }
 
 /// Socket errors end a transfer as aborted (426); file errors keep their own code.
@@ -558,19 +554,11 @@ impl Session {
 
     pub(super) async fn retr(&mut self, arg: String) -> Result<Flow> {
         let target = self.take_data_target()?;
-        let (vfs, path) = self.resolve(&arg)?;
+        let (files, path) = self.resolve(&arg)?;
         let client = self.client()?;
         let offset = std::mem::take(&mut client.rest);
         let ascii = client.data_type == DataType::Ascii;
-        // Opened right here when the kernel can do it from its caches without blocking,
-        // which spares the hop to the blocking pool that dominates a small file's cost.
-        let (file, size) = match vfs.open_read_cached(&path) {
-            Some(opened) => opened,
-            None => {
-                let p = path.clone();
-                vfs.run(move |v| v.open_read(&p)).await?
-            }
-        };
+        let (reader, size) = files.open_read(&path).await?;
         // RFC 959: an offset the file does not reach is an invalid REST parameter (554), not
         // an empty transfer that looks complete.
         if offset > size {
@@ -586,12 +574,12 @@ impl Session {
             // the FIN after the queued data, as shutdown(2) would.
             if target.is_plain() && !ascii {
                 let tcp = target.connect_plain().await?;
-                return data::send_file_zero_copy(tcp, &file, offset, size, &sent, stall)
+                return data::send_file_zero_copy(tcp, &reader, offset, size, &sent, stall)
                     .await
                     .map_err(classify);
             }
             let mut stream = target.connect().await?;
-            let n = data::send_file_copy(&mut stream, file, offset, ascii, &sent, stall)
+            let n = data::send_file_copy(&mut stream, reader, offset, ascii, &sent, stall)
                 .await
                 .map_err(classify)?;
             stream.shutdown().await.map_err(classify)?;
@@ -605,7 +593,7 @@ impl Session {
 
     pub(super) async fn stor(&mut self, arg: String, kind: StoreKind) -> Result<Flow> {
         let target = self.take_data_target()?;
-        let (vfs, path) = self.resolve(&arg)?;
+        let (files, path) = self.resolve(&arg)?;
         let client = self.client()?;
         let rest = std::mem::take(&mut client.rest);
         let ascii = client.data_type == DataType::Ascii;
@@ -619,32 +607,26 @@ impl Session {
             },
             StoreKind::Stor => UploadMode::Stor { rest },
         };
-        let (p, u) = (path.clone(), usage.clone());
-        let plan = vfs
-            .run(move |v| {
-                // A file that does not exist yet takes a slot of the file limit up front.
-                let creates =
-                    matches!(v.stat(&p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-                if creates && !u.reserve_file() {
-                    return Err(quota_exceeded("file limit reached"));
+        // A file that does not exist yet takes a slot of the file limit up front.
+        let creates = matches!(files.stat(&path).await, Err(e) if e.is_not_found());
+        if creates && !usage.reserve_file() {
+            return Err(StorageError::QuotaExceeded("file limit reached").into());
+        }
+        let plan = match files.open_upload(&path, mode).await {
+            Ok(plan) => {
+                usage.release_bytes(plan.released);
+                if creates && !plan.new_file {
+                    usage.release_file();
                 }
-                match v.open_upload(&p, mode) {
-                    Ok(plan) => {
-                        u.release_bytes(plan.released);
-                        if creates && !plan.new_file {
-                            u.release_file();
-                        }
-                        Ok(plan)
-                    }
-                    Err(e) => {
-                        if creates {
-                            u.release_file();
-                        }
-                        Err(e)
-                    }
+                plan
+            }
+            Err(e) => {
+                if creates {
+                    usage.release_file();
                 }
-            })
-            .await?;
+                return Err(e.into());
+            }
+        };
         let verb = if kind == StoreKind::Appe {
             "APPE"
         } else {
@@ -655,7 +637,7 @@ impl Session {
             target,
             plan,
             ascii,
-            vfs,
+            files,
             usage,
             format!("{verb} {path}"),
             text,
@@ -665,35 +647,27 @@ impl Session {
 
     pub(super) async fn stou(&mut self, arg: Option<String>) -> Result<Flow> {
         let target = self.take_data_target()?;
-        let (vfs, base) = self.resolve(arg.as_deref().unwrap_or("ferry.upload"))?;
+        let (files, base) = self.resolve(arg.as_deref().unwrap_or("ferry.upload"))?;
         let client = self.client()?;
         let ascii = client.data_type == DataType::Ascii;
         let usage = client.usage.clone();
         if !usage.reserve_file() {
-            return Err(Error::Io(quota_exceeded("file limit reached")));
+            return Err(StorageError::QuotaExceeded("file limit reached").into());
         }
-        let (path, file, claim) = match vfs.run(move |v| v.create_unique(&base)).await {
-            Ok(created) => created,
+        let plan = match files.create_unique(&base).await {
+            Ok(plan) => plan,
             Err(e) => {
                 usage.release_file();
                 return Err(e.into());
             }
         };
-        let plan = UploadPlan {
-            file,
-            written: path.clone(),
-            replaces: None,
-            start_size: 0,
-            released: 0,
-            new_file: true,
-            claim,
-        };
+        let path = plan.written.clone();
         let text = format!("FILE: {path}");
         self.upload(
             target,
             plan,
             ascii,
-            vfs,
+            files,
             usage,
             format!("STOU {path}"),
             text,
@@ -709,7 +683,7 @@ impl Session {
         target: DataTarget,
         plan: UploadPlan,
         ascii: bool,
-        vfs: Vfs,
+        files: Home,
         usage: Arc<Usage>,
         label: String,
         preliminary: String,
@@ -717,7 +691,7 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let received = progress.clone();
         let UploadPlan {
-            file,
+            writer,
             written,
             replaces,
             start_size,
@@ -751,7 +725,7 @@ impl Session {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
                     };
-                    return data::receive_plain(tcp, file, &meter)
+                    return data::receive_plain(tcp, writer, &meter)
                         .await
                         .map_err(classify);
                 }
@@ -759,7 +733,7 @@ impl Session {
                     s = target.connect() => s?,
                     _ = stop.cancelled() => return Err(aborted()),
                 };
-                let n = data::receive_file(&mut stream, file, ascii, &meter)
+                let n = data::receive_file(&mut stream, writer, ascii, &meter)
                     .await
                     .map_err(classify)?;
                 // Answer the client's TLS close_notify with ours (ftplib waits for it). The
@@ -769,41 +743,24 @@ impl Session {
             }
             .await;
             let reserved = reserved.load(Ordering::Relaxed);
-            let (u, ok) = (usage.clone(), result.is_ok());
-            let finished = vfs
-                .run(move |v| {
-                    let size = v.written_size(&written)?;
-                    u.settle(reserved, size.saturating_sub(start_size));
-                    // What a 226 promises with `sync_uploads`: the file's bytes, and the name
-                    // they are under, are on stable storage before the reply. The part file is
-                    // flushed before the rename, so a power loss leaves the old version or the
-                    // whole new one, never a renamed file with missing blocks.
-                    match replaces {
-                        Some(rep) if ok => {
-                            if sync {
-                                v.sync_file(&written)?;
-                            }
-                            v.finish_upload(&written, &rep)?;
-                            u.release_bytes(rep.old_size.unwrap_or(0));
-                            if sync {
-                                v.sync_parent(&rep.target)?;
-                            }
-                        }
-                        None if ok && sync => {
-                            v.sync_file(&written)?;
-                            if new_file {
-                                v.sync_parent(&written)?;
-                            }
-                        }
-                        _ => {}
-                    }
-                    u.persist();
-                    Ok(())
-                })
+            // With `sync_uploads`, a 226 promises that the bytes and the name they are under
+            // are on stable storage (see `Home::complete_upload`).
+            let completed = files
+                .complete_upload(&written, replaces, new_file, result.is_ok(), sync)
                 .await;
+            match &completed {
+                Ok(done) => {
+                    usage.settle(reserved, done.size.saturating_sub(start_size));
+                    usage.release_bytes(done.replaced);
+                }
+                // Size unknown: what was reserved stays counted (never under the real use;
+                // a rescan corrects it).
+                Err(_) => usage.settle(reserved, reserved),
+            }
+            usage.persist();
             drop(claim);
             result?;
-            finished?;
+            completed?;
             let c = usage.snapshot();
             Ok(match c.remaining_bytes() {
                 Some(left) => Reply::new(

@@ -1,4 +1,5 @@
-//! The home jail: every file operation of a logged-in user, by virtual path.
+//! The local backend: a home directory on a local file system, every operation by virtual
+//! path.
 //!
 //! The home directory is opened once at login as a `cap_std::fs::Dir`; every later operation is
 //! relative to that descriptor, and cap-std resolves each path component inside it (openat2
@@ -7,8 +8,8 @@
 //! fails in the kernel-side walk, whatever the string looked like — the lexical clean-up in
 //! [`VirtualPath`] is for display, not for safety.
 //!
-//! All methods block; sessions call them through [`Vfs::run`], which moves the work onto tokio's
-//! blocking pool so a slow disk or a huge directory never stalls other sessions.
+//! All methods block; [`super::Home`] runs them on tokio's blocking pool so a slow disk or a
+//! huge directory never stalls other sessions.
 
 use std::collections::HashSet;
 use std::io;
@@ -20,9 +21,11 @@ use cap_std::fs::{Dir, MetadataExt, OpenOptions};
 use ferry_proto::listing::Entry;
 use ferry_proto::{FileTime, VirtualPath};
 
-use crate::quota::{is_part_name, PART_SUFFIX};
+use super::{is_part_name, PART_SUFFIX};
+use super::{Completed, Freed, Replacement, Result, StorageError, UploadMode, UploadPlan, Writer};
 
 mod listing;
+pub mod usage;
 use listing::entry;
 pub use listing::MAX_LIST_ENTRIES;
 
@@ -39,41 +42,12 @@ pub enum WriteMode {
     CreateNew,
 }
 
-/// What an upload command asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadMode {
-    /// STOR, after `REST offset` (0 without REST).
-    Stor { rest: u64 },
-    /// APPE. `offered`: what this session's last SIZE of the same path answered from the
-    /// file's unfinished overwrite, if it did (see [`Vfs::open_upload`]).
-    Appe { offered: Option<u64> },
-}
-
-/// Where an upload's bytes go, decided before the 150 reply (see [`Vfs::open_upload`]).
-#[derive(Debug)]
-pub struct UploadPlan {
-    pub file: std::fs::File,
-    /// The file being written: the target itself, or its hidden part file.
-    pub written: VirtualPath,
-    /// Set when the bytes go to a part file that replaces `target` once complete.
-    pub replaces: Option<Replacement>,
-    /// Size of the written file once opened (the upload's bytes come after it).
-    pub start_size: u64,
-    /// Bytes the open removed (a truncated part file, or a resumed file cut at the offset).
-    pub released: u64,
-    /// The upload creates a file that did not exist (counts against the file limit).
-    pub new_file: bool,
-    /// Keeps other uploads, deletes and renames off the target until dropped (after the
-    /// upload is settled).
-    pub claim: UploadClaim,
-}
-
 /// A name an upload is writing. While it is held, another upload to the name, a DELE of it,
 /// and a rename of it (or of a directory above it, or onto it) get 450 "file busy": two
 /// writers would interleave their bytes, and a file deleted under a running upload would be
 /// released from the quota twice (by the delete, then by the upload's settlement).
 pub struct UploadClaim {
-    home: Arc<Home>,
+    home: Arc<SharedDir>,
     path: VirtualPath,
 }
 
@@ -89,22 +63,6 @@ impl Drop for UploadClaim {
     }
 }
 
-/// Another session's upload is writing the name (see [`UploadClaim`]): 450.
-#[derive(Debug)]
-pub struct UploadInProgress;
-
-impl std::fmt::Display for UploadInProgress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an upload to it is in progress")
-    }
-}
-
-impl std::error::Error for UploadInProgress {}
-
-fn upload_in_progress() -> io::Error {
-    io::Error::new(io::ErrorKind::ResourceBusy, UploadInProgress)
-}
-
 /// Whether an upload writes `path` or a name below it.
 fn is_uploading(uploading: &HashSet<VirtualPath>, path: &VirtualPath) -> bool {
     uploading.iter().any(|p| {
@@ -114,67 +72,8 @@ fn is_uploading(uploading: &HashSet<VirtualPath>, path: &VirtualPath) -> bool {
     })
 }
 
-#[derive(Debug, Clone)]
-pub struct Replacement {
-    pub target: VirtualPath,
-    /// Size of the file being replaced (freed when the rename happens); None if it is gone.
-    pub old_size: Option<u64>,
-}
-
-/// An upload's restart offset lies past the end of the file (REST too large): 554, as
-/// `Error::BadRestOffset` (the session's error type lifts it out of the `io::Error`).
-#[derive(Debug)]
-pub struct RestPastEnd;
-
-impl std::fmt::Display for RestPastEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("restart offset past end of file")
-    }
-}
-
-impl std::error::Error for RestPastEnd {}
-
-/// A write in place refused because the file has more than one hard link (see
-/// [`Vfs::open_write`]): 550, as `Error::HardLinked`.
-#[derive(Debug)]
-pub struct HardLinked;
-
-impl std::fmt::Display for HardLinked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the file has other hard links (perhaps outside your home): it is not changed in \
-             place; upload it anew with STOR",
-        )
-    }
-}
-
-impl std::error::Error for HardLinked {}
-
 /// Longest name (bytes) Linux file systems hold in one path component.
 const MAX_NAME: usize = 255;
-
-/// APPE to a file whose overwrite was interrupted, by a client that did not ask SIZE first
-/// (it cannot mean to continue that upload, and appending to the old version would be
-/// overwritten when the upload completes): refused, with the way out. 550, as
-/// `Error::UnfinishedUpload`.
-#[derive(Debug)]
-pub struct UnfinishedUpload {
-    /// Bytes of the new version received so far (what SIZE answers).
-    pub received: u64,
-}
-
-impl std::fmt::Display for UnfinishedUpload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "an upload over this file was interrupted after {} bytes: resume it (SIZE then \
-             APPE, or REST {} then STOR), or send it again with STOR",
-            self.received, self.received
-        )
-    }
-}
-
-impl std::error::Error for UnfinishedUpload {}
 
 /// Regular files ignore O_NONBLOCK today, but open(2) warns it may gain a meaning for them;
 /// a file opened without blocking is switched back before sendfile or a read can see EAGAIN.
@@ -183,19 +82,15 @@ fn clear_nonblock(file: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
-fn rest_past_end() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, RestPastEnd)
-}
-
 /// A user's home, shareable between a session and its transfer tasks.
 #[derive(Clone, Debug)]
-pub struct Vfs {
-    root: Arc<Home>,
+pub struct LocalHome {
+    root: Arc<SharedDir>,
 }
 
 /// One open home directory, shared by every session in it.
 #[derive(Debug)]
-struct Home {
+struct SharedDir {
     dir: Dir,
     /// The targets of the uploads running in this home ([`UploadClaim`]). A delete or rename
     /// holds the lock from its check to its change, so it cannot slip between an upload's
@@ -203,13 +98,13 @@ struct Home {
     uploading: Mutex<HashSet<VirtualPath>>,
 }
 
-impl Home {
+impl SharedDir {
     fn uploading(&self) -> MutexGuard<'_, HashSet<VirtualPath>> {
         self.uploading.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl std::ops::Deref for Home {
+impl std::ops::Deref for SharedDir {
     type Target = Dir;
 
     fn deref(&self) -> &Dir {
@@ -222,13 +117,14 @@ impl std::ops::Deref for Home {
 /// directory descriptor.
 #[derive(Default)]
 pub struct Homes {
-    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Home>>>,
+    open:
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<SharedDir>>>,
 }
 
 impl Homes {
     /// The jail for `home`: the directory another session already holds, if the path still
     /// names that same directory, else a newly opened one. Blocking.
-    pub fn open(&self, home: &Path) -> io::Result<Vfs> {
+    pub fn open(&self, home: &Path) -> io::Result<LocalHome> {
         std::fs::create_dir_all(home)?;
         let on_disk = std::fs::metadata(home)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -236,49 +132,51 @@ impl Homes {
             use std::os::unix::fs::MetadataExt as _;
             let held = dir.dir_metadata()?;
             if (held.dev(), held.ino()) == (on_disk.dev(), on_disk.ino()) {
-                return Ok(Vfs { root: dir });
+                return Ok(LocalHome { root: dir });
             }
         }
         open.retain(|_, w| w.strong_count() > 0);
-        let vfs = Vfs::open(home)?;
+        let vfs = LocalHome::open(home)?;
         open.insert(home.to_path_buf(), Arc::downgrade(&vfs.root));
         Ok(vfs)
     }
 }
 
-impl Vfs {
+impl LocalHome {
     /// Opens (creating if needed) the home directory as the jail root.
-    pub fn open(home: &Path) -> io::Result<Vfs> {
+    pub fn open(home: &Path) -> io::Result<LocalHome> {
         std::fs::create_dir_all(home)?;
         let dir = Dir::open_ambient_dir(home, ambient_authority())?;
-        Ok(Vfs {
-            root: Arc::new(Home {
+        Ok(LocalHome {
+            root: Arc::new(SharedDir {
                 dir,
                 uploading: Mutex::default(),
             }),
         })
     }
 
-    /// Runs blocking file-system work on the blocking pool.
-    pub async fn run<T, F>(&self, f: F) -> io::Result<T>
+    /// Runs blocking work on the blocking pool (the listing walk's steps, which hold their
+    /// open directory between calls).
+    pub async fn run<T, E, F>(&self, f: F) -> std::result::Result<T, E>
     where
-        F: FnOnce(&Vfs) -> io::Result<T> + Send + 'static,
+        F: FnOnce(&LocalHome) -> std::result::Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<io::Error> + Send + 'static,
     {
-        let vfs = self.clone();
-        tokio::task::spawn_blocking(move || f(&vfs))
+        let home = self.clone();
+        tokio::task::spawn_blocking(move || f(&home))
             .await
-            .map_err(|e| io::Error::other(format!("file task failed: {e}")))?
+            .map_err(|e| E::from(io::Error::other(format!("file task failed: {e}"))))?
     }
 
     /// Facts about a path, following symlinks that stay inside the home.
-    pub fn stat(&self, path: &VirtualPath) -> io::Result<Entry> {
+    pub fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let meta = self.root.metadata(path.to_relative())?;
         Ok(entry(path.file_name().unwrap_or("/").to_owned(), &meta))
     }
 
     /// Opens a regular file for reading; also returns its size.
-    pub fn open_read(&self, path: &VirtualPath) -> io::Result<(std::fs::File, u64)> {
+    pub fn open_read(&self, path: &VirtualPath) -> Result<(std::fs::File, u64)> {
         use cap_std::fs::OpenOptionsExt as _;
         // O_NONBLOCK: a FIFO placed in a home must not hold a thread waiting for a writer.
         let mut opts = OpenOptions::new();
@@ -286,21 +184,21 @@ impl Vfs {
         let file = self.root.open_with(path.to_relative(), &opts)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            return Err(StorageError::kind(io::ErrorKind::IsADirectory));
         }
         if !meta.is_file() {
-            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            return Err(StorageError::kind(io::ErrorKind::PermissionDenied));
         }
         let file = file.into_std();
         clear_nonblock(&file)?;
         Ok((file, meta.len()))
     }
 
-    /// [`Vfs::open_read`] without blocking, for use on the async threads: succeeds only when
+    /// [`LocalHome::open_read`] without blocking, for use on the async threads: succeeds only when
     /// the kernel can resolve the whole path from its caches (`RESOLVE_CACHED`, Linux 5.12)
     /// and the path names a regular file. `None` for everything else (not cached, older
     /// kernel, missing, a directory, outside the home): the caller then runs
-    /// [`Vfs::open_read`] on the blocking pool, which also gives the error its canonical form.
+    /// [`LocalHome::open_read`] on the blocking pool, which also gives the error its canonical form.
     /// The jail is the same as cap-std's: `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`.
     pub fn open_read_cached(&self, path: &VirtualPath) -> Option<(std::fs::File, u64)> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -324,9 +222,9 @@ impl Vfs {
     }
 
     /// Opens a file for an upload.
-    pub fn open_write(&self, path: &VirtualPath, mode: WriteMode) -> io::Result<std::fs::File> {
+    pub fn open_write(&self, path: &VirtualPath, mode: WriteMode) -> Result<std::fs::File> {
         if path.is_root() {
-            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            return Err(StorageError::kind(io::ErrorKind::IsADirectory));
         }
         let mut opts = OpenOptions::new();
         opts.write(true);
@@ -340,14 +238,14 @@ impl Vfs {
         let file = self.root.open_with(path.to_relative(), &opts)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            return Err(StorageError::kind(io::ErrorKind::IsADirectory));
         }
         // A file with another hard link may be that link's file outside the home (someone
         // with shell access linked it in; the jail cannot see where the other names are):
         // never written in place. An overwrite still works, through a part file renamed over
         // this name, which leaves the other link's file as it was.
         if meta.nlink() > 1 {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
+            return Err(StorageError::HardLinked);
         }
         let file = file.into_std();
         if let WriteMode::Truncate = mode {
@@ -356,7 +254,7 @@ impl Vfs {
         if let WriteMode::Resume(offset) = mode {
             use std::io::Seek;
             if offset > meta.len() {
-                return Err(rest_past_end());
+                return Err(StorageError::RestPastEnd);
             }
             file.set_len(offset)?;
             let mut f = &file;
@@ -366,10 +264,7 @@ impl Vfs {
     }
 
     /// STOU: a new file named after `base` ("name", "name.1", "name.2", ...).
-    pub fn create_unique(
-        &self,
-        base: &VirtualPath,
-    ) -> io::Result<(VirtualPath, std::fs::File, UploadClaim)> {
+    pub fn create_unique(&self, base: &VirtualPath) -> Result<UploadPlan> {
         for n in 0..1000u32 {
             let candidate = if n == 0 {
                 base.clone()
@@ -384,16 +279,26 @@ impl Vfs {
                 continue;
             };
             match self.open_write(&candidate, WriteMode::CreateNew) {
-                Ok(f) => return Ok((candidate, f, claim)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Ok(file) => {
+                    return Ok(UploadPlan {
+                        writer: Writer::Local(file),
+                        written: candidate,
+                        replaces: None,
+                        start_size: 0,
+                        released: 0,
+                        new_file: true,
+                        claim,
+                    })
+                }
+                Err(e) if e.io_kind() == Some(io::ErrorKind::AlreadyExists) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        Err(StorageError::kind(io::ErrorKind::AlreadyExists))
     }
 
     /// The hidden sibling an overwrite of `path` is written to: ".name.ferry-part".
-    pub fn part_path(path: &VirtualPath) -> io::Result<VirtualPath> {
+    pub fn part_path(path: &VirtualPath) -> Result<VirtualPath> {
         let name = path
             .file_name()
             .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
@@ -416,27 +321,27 @@ impl Vfs {
 
     /// How much of an interrupted overwrite of `path` has arrived: the size of its part
     /// file, if it has one. SIZE answers this instead of the old file's size: it is what
-    /// every client's resume continues from (see [`Vfs::open_upload`]).
-    pub fn unfinished_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+    /// every client's resume continues from (see [`LocalHome::open_upload`]).
+    pub fn unfinished_size(&self, path: &VirtualPath) -> Result<Option<u64>> {
         if path.file_name().is_none() {
             return Ok(None);
         }
-        match self.regular_size(&Vfs::part_path(path)?) {
+        match self.regular_size(&LocalHome::part_path(path)?) {
             Ok(size) => Ok(size),
             // A directory or device by that name is no upload of ours.
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Ok(None),
+            Err(e) if !e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Size of a regular file; None if nothing is there; an error for directories and others.
-    fn regular_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+    fn regular_size(&self, path: &VirtualPath) -> Result<Option<u64>> {
         match self.root.metadata(path.to_relative()) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(m) if m.is_dir() => Err(io::Error::from(io::ErrorKind::IsADirectory)),
-            Ok(_) => Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+            Ok(m) if m.is_dir() => Err(StorageError::kind(io::ErrorKind::IsADirectory)),
+            Ok(_) => Err(StorageError::kind(io::ErrorKind::PermissionDenied)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -444,30 +349,28 @@ impl Vfs {
     /// client's way of resuming one ends with the new file byte-exact or a refusal:
     /// - a new file is written in place (an interrupted upload stays visible and resumable);
     /// - STOR over an existing file writes a hidden part file, renamed over the original only
-    ///   when the upload completes ([`Vfs::finish_upload`]); until then the old content stays
+    ///   when the upload completes ([`LocalHome::complete_upload`]); until then the old content stays
     ///   readable, and a failed upload leaves the part for a later resume (SIZE answers the
-    ///   part's size, see [`Vfs::unfinished_size`]);
+    ///   part's size, see [`LocalHome::unfinished_size`]);
     /// - REST n + STOR continues that part file if it holds at least n bytes (its first n
     ///   bytes are the new content's); with a part shorter than n, or no part and a target
-    ///   shorter than n, it is [`RestPastEnd`] (554) and touches nothing; with no part it
+    ///   shorter than n, it is [`StorageError::RestPastEnd`] (554) and touches nothing; with no part it
     ///   resumes the target in place (an interrupted new upload);
     /// - APPE continues the part file at its end if this session's SIZE offered exactly that
-    ///   size (curl `-C -`); with a part and no such SIZE it is [`UnfinishedUpload`] (550):
+    ///   size (curl `-C -`); with a part and no such SIZE it is
+    ///   [`StorageError::UnfinishedUpload`] (550):
     ///   the old content it would append to is about to be replaced; with no part it appends
     ///   in place.
-    pub fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> io::Result<UploadPlan> {
+    pub fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> Result<UploadPlan> {
         if path_is_part(target) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidFilename,
-                "reserved file name",
-            ));
+            return Err(StorageError::ReservedName);
         }
         let claim = self.claim_upload(target)?;
         let existing = self.regular_size(target)?;
         let direct =
             |file: std::fs::File, start: u64, released: u64, new_file: bool, claim: UploadClaim| {
                 UploadPlan {
-                    file,
+                    writer: Writer::Local(file),
                     written: target.clone(),
                     replaces: None,
                     start_size: start,
@@ -476,14 +379,14 @@ impl Vfs {
                     claim,
                 }
             };
-        let part = Vfs::part_path(target)?;
+        let part = LocalHome::part_path(target)?;
         let part_size = match existing {
             // A part file follows its file's name: with no file, any part is stale.
             Some(_) => self.regular_size(&part)?,
             None => None,
         };
         let continue_part = |rest: u64, file: std::fs::File, claim: UploadClaim| UploadPlan {
-            file,
+            writer: Writer::Local(file),
             written: part.clone(),
             replaces: Some(Replacement {
                 target: target.clone(),
@@ -500,10 +403,7 @@ impl Vfs {
                     let file = self.open_write(&part, WriteMode::Resume(received))?;
                     Ok(continue_part(received, file, claim))
                 }
-                Some(received) => Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    UnfinishedUpload { received },
-                )),
+                Some(received) => Err(StorageError::UnfinishedUpload { received }),
                 None => {
                     let file = self.open_write(target, WriteMode::Append)?;
                     Ok(direct(file, size.unwrap_or(0), 0, size.is_none(), claim))
@@ -528,7 +428,7 @@ impl Vfs {
                     let file = self.open_write(&part, WriteMode::Resume(rest))?;
                     Ok(continue_part(rest, file, claim))
                 }
-                Some(_) => Err(rest_past_end()),
+                Some(_) => Err(StorageError::RestPastEnd),
                 // No overwrite in progress: the file itself is the interrupted upload.
                 // Checked here, before the open: a resume past the end must leave the file
                 // as it is (open_write checks again, against the size it opened).
@@ -536,17 +436,17 @@ impl Vfs {
                     let file = self.open_write(target, WriteMode::Resume(rest))?;
                     Ok(direct(file, rest, size - rest, false, claim))
                 }
-                None => Err(rest_past_end()),
+                None => Err(StorageError::RestPastEnd),
             },
-            (UploadMode::Stor { .. }, None) => Err(rest_past_end()),
+            (UploadMode::Stor { .. }, None) => Err(StorageError::RestPastEnd),
         }
     }
 
     /// Marks `target` as being uploaded to; 450 if another upload already writes it.
-    fn claim_upload(&self, target: &VirtualPath) -> io::Result<UploadClaim> {
+    fn claim_upload(&self, target: &VirtualPath) -> Result<UploadClaim> {
         let mut uploading = self.root.uploading();
         if !uploading.insert(target.clone()) {
-            return Err(upload_in_progress());
+            return Err(StorageError::UploadInProgress);
         }
         Ok(UploadClaim {
             home: self.root.clone(),
@@ -554,33 +454,57 @@ impl Vfs {
         })
     }
 
-    /// Completes an upload written to a part file: it replaces the target atomically.
-    pub fn finish_upload(
+    /// Ends an upload (see [`super::Home::complete_upload`]). What a 226 promises with
+    /// `sync`: the file's bytes, and the name they are under, are on stable storage before
+    /// the reply. A part is flushed before its rename over the target, so a power loss leaves
+    /// the old version or the whole new one, never a renamed file with missing blocks.
+    pub fn complete_upload(
         &self,
-        plan_written: &VirtualPath,
-        replaces: &Replacement,
-    ) -> io::Result<()> {
-        self.root.rename(
-            plan_written.to_relative(),
-            &self.root,
-            replaces.target.to_relative(),
-        )
+        written: &VirtualPath,
+        replaces: Option<&Replacement>,
+        new_file: bool,
+        ok: bool,
+        sync: bool,
+    ) -> Result<Completed> {
+        let size = self.written_size(written)?;
+        let mut replaced = 0;
+        match replaces {
+            Some(rep) if ok => {
+                if sync {
+                    self.sync_file(written)?;
+                }
+                self.root
+                    .rename(written.to_relative(), &self.root, rep.target.to_relative())?;
+                replaced = rep.old_size.unwrap_or(0);
+                if sync {
+                    self.sync_parent(&rep.target)?;
+                }
+            }
+            None if ok && sync => {
+                self.sync_file(written)?;
+                if new_file {
+                    self.sync_parent(written)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(Completed { size, replaced })
     }
 
     /// Size of the file an upload wrote, as it is now on disk.
-    pub fn written_size(&self, path: &VirtualPath) -> io::Result<u64> {
+    fn written_size(&self, path: &VirtualPath) -> Result<u64> {
         Ok(self.regular_size(path)?.unwrap_or(0))
     }
 
     /// Flushes a file's data and size to stable storage (fsync(2): any descriptor of the
     /// file does, so the upload's own need not be kept for it).
-    pub fn sync_file(&self, path: &VirtualPath) -> io::Result<()> {
-        self.root.open(path.to_relative())?.into_std().sync_all()
+    fn sync_file(&self, path: &VirtualPath) -> Result<()> {
+        Ok(self.root.open(path.to_relative())?.into_std().sync_all()?)
     }
 
     /// Flushes the directory holding `path`: a new name, or a rename into it, survives a
     /// power loss only once its directory is on stable storage too.
-    pub fn sync_parent(&self, path: &VirtualPath) -> io::Result<()> {
+    fn sync_parent(&self, path: &VirtualPath) -> Result<()> {
         use cap_std::fs::OpenOptionsExt as _;
         let parent = path.parent().unwrap_or_else(VirtualPath::root);
         let rel = if parent.is_root() {
@@ -592,30 +516,30 @@ impl Vfs {
         // which fsync(2) refuses.
         let mut opts = OpenOptions::new();
         opts.read(true).custom_flags(libc::O_DIRECTORY);
-        self.root.open_with(rel, &opts)?.into_std().sync_all()
+        Ok(self.root.open_with(rel, &opts)?.into_std().sync_all()?)
     }
 
-    pub fn mkdir(&self, path: &VirtualPath) -> io::Result<()> {
-        self.root.create_dir(path.to_relative())
+    pub fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        Ok(self.root.create_dir(path.to_relative())?)
     }
 
-    pub fn rmdir(&self, path: &VirtualPath) -> io::Result<()> {
+    pub fn rmdir(&self, path: &VirtualPath) -> Result<()> {
         if path.is_root() {
-            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            return Err(StorageError::kind(io::ErrorKind::PermissionDenied));
         }
-        self.root.remove_dir(path.to_relative())
+        Ok(self.root.remove_dir(path.to_relative())?)
     }
 
     /// Deletes a file (or a symlink itself, never its target) and any unfinished overwrite of
     /// it; directories need RMD. Returns what was freed: bytes, and whether a regular file went.
-    pub fn remove_file(&self, path: &VirtualPath) -> io::Result<Freed> {
+    pub fn remove_file(&self, path: &VirtualPath) -> Result<Freed> {
         let uploading = self.root.uploading();
         if is_uploading(&uploading, path) {
-            return Err(upload_in_progress());
+            return Err(StorageError::UploadInProgress);
         }
         let meta = self.root.symlink_metadata(path.to_relative())?;
         if meta.is_dir() {
-            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+            return Err(StorageError::kind(io::ErrorKind::IsADirectory));
         }
         self.root.remove_file(path.to_relative())?;
         Ok(Freed {
@@ -628,7 +552,7 @@ impl Vfs {
     /// when `path` is deleted or replaced or renamed away: the part's content was meant for a
     /// file that is gone, and a later resume of another file by that name must not continue it.
     fn drop_part(&self, path: &VirtualPath) -> u64 {
-        let Ok(part) = Vfs::part_path(path) else {
+        let Ok(part) = LocalHome::part_path(path) else {
             return 0;
         };
         match self.regular_size(&part) {
@@ -645,13 +569,10 @@ impl Vfs {
     /// other command follows one: opened through the jail (so only a target inside the home),
     /// and its target's time set with `futimens` on the descriptor. Anything but a regular
     /// file or a directory is refused, as are upload part files.
-    pub fn set_modified(&self, path: &VirtualPath, time: FileTime) -> io::Result<()> {
+    pub fn set_modified(&self, path: &VirtualPath, time: FileTime) -> Result<()> {
         use rustix::fs::{AtFlags, Timespec, Timestamps, UTIME_OMIT};
         if path_is_part(path) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidFilename,
-                "reserved file name",
-            ));
+            return Err(StorageError::ReservedName);
         }
         let times = Timestamps {
             last_access: Timespec {
@@ -663,18 +584,19 @@ impl Vfs {
                 tv_nsec: time.nanos.into(),
             },
         };
-        let set_in = |dir: &Dir, name: &str| -> io::Result<()> {
+        let set_in = |dir: &Dir, name: &str| -> Result<()> {
             let meta = dir.symlink_metadata(name)?;
             if meta.is_symlink() {
                 return self.set_modified_through_link(path, &times);
             }
             if !(meta.is_file() || meta.is_dir()) {
-                return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+                return Err(StorageError::kind(io::ErrorKind::PermissionDenied));
             }
             if meta.is_file() && meta.nlink() > 1 {
-                return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
+                return Err(StorageError::HardLinked);
             }
-            rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+            rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io::Error::from)?;
             Ok(())
         };
         match (path.parent(), path.file_name()) {
@@ -684,12 +606,12 @@ impl Vfs {
         }
     }
 
-    /// [`Vfs::set_modified`] of a symlink's target, opened through the jail.
+    /// [`LocalHome::set_modified`] of a symlink's target, opened through the jail.
     fn set_modified_through_link(
         &self,
         path: &VirtualPath,
         times: &rustix::fs::Timestamps,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         use cap_std::fs::OpenOptionsExt as _;
         // O_NONBLOCK: a link to a FIFO must not hold the thread waiting for a writer.
         let mut opts = OpenOptions::new();
@@ -698,35 +620,33 @@ impl Vfs {
         let file = self.root.open_with(path.to_relative(), &opts)?;
         let meta = file.metadata()?;
         if !(meta.is_file() || meta.is_dir()) {
-            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            return Err(StorageError::kind(io::ErrorKind::PermissionDenied));
         }
         if meta.is_file() && meta.nlink() > 1 {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked));
+            return Err(StorageError::HardLinked);
         }
-        rustix::fs::futimens(&file, times)?;
+        rustix::fs::futimens(&file, times).map_err(io::Error::from)?;
         Ok(())
     }
 
     /// Checks that a path exists (for RNFR) without following a final symlink.
-    pub fn exists(&self, path: &VirtualPath) -> io::Result<()> {
-        self.root.symlink_metadata(path.to_relative()).map(|_| ())
+    pub fn exists(&self, path: &VirtualPath) -> Result<()> {
+        self.root.symlink_metadata(path.to_relative())?;
+        Ok(())
     }
 
     /// Renames; returns what a replaced file at `to` freed, and the unfinished overwrites of
-    /// both names, which are dropped (see [`Vfs::drop_part`]).
-    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> io::Result<Freed> {
+    /// both names, which are dropped (see [`LocalHome::drop_part`]).
+    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<Freed> {
         if from.is_root() || to.is_root() {
-            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            return Err(StorageError::kind(io::ErrorKind::PermissionDenied));
         }
         if path_is_part(to) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidFilename,
-                "reserved file name",
-            ));
+            return Err(StorageError::ReservedName);
         }
         let uploading = self.root.uploading();
         if is_uploading(&uploading, from) || is_uploading(&uploading, to) {
-            return Err(upload_in_progress());
+            return Err(StorageError::UploadInProgress);
         }
         let src = self.root.symlink_metadata(from.to_relative())?;
         let replaced = match self.root.symlink_metadata(to.to_relative()) {
@@ -750,20 +670,12 @@ impl Vfs {
     }
 }
 
-/// Space given back by a delete or a rename over an existing file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Freed {
-    pub bytes: u64,
-    /// A regular file was removed (one less against the file limit).
-    pub file: bool,
-}
-
 fn path_is_part(path: &VirtualPath) -> bool {
     path.file_name().is_some_and(is_part_name)
 }
 
-fn invalid(e: ferry_proto::PathError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidFilename, e)
+fn invalid(e: ferry_proto::PathError) -> StorageError {
+    StorageError::Io(io::Error::new(io::ErrorKind::InvalidFilename, e))
 }
 
 #[cfg(test)]
@@ -787,7 +699,7 @@ mod tests {
         std::os::unix::fs::symlink("../secret", home.join("rel")).expect("symlink");
         std::fs::write(home.join("inside"), b"ok").expect("write");
         std::os::unix::fs::symlink("inside", home.join("good")).expect("symlink");
-        let vfs = Vfs::open(&home).expect("open");
+        let vfs = LocalHome::open(&home).expect("open");
         assert!(vfs.open_read(&vp("abs/passwd")).is_err());
         assert!(vfs.open_read(&vp("rel")).is_err());
         assert!(vfs.list(&vp("abs")).is_err());
@@ -819,7 +731,7 @@ mod tests {
         std::fs::write(home.join("inside"), b"ok").expect("write");
         std::os::unix::fs::symlink("inside", home.join("good")).expect("symlink");
         nix::unistd::mkfifo(&home.join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
-        let vfs = Vfs::open(&home).expect("open");
+        let vfs = LocalHome::open(&home).expect("open");
         for refused in ["abs/passwd", "rel", "dir", "/", "missing", "fifo"] {
             assert!(
                 vfs.open_read_cached(&vp(refused)).is_none(),
@@ -838,7 +750,7 @@ mod tests {
     #[test]
     fn resume_keeps_prefix_and_rejects_offsets_past_the_end() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
         std::fs::write(tmp.path().join("f"), b"0123456789").expect("write");
         use std::io::Write;
         let mut f = vfs
@@ -856,11 +768,11 @@ mod tests {
     #[test]
     fn unique_names_do_not_clobber() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
-        let (a, _, _) = vfs.create_unique(&vp("up")).expect("first");
-        let (b, _, _) = vfs.create_unique(&vp("up")).expect("second");
-        assert_eq!(a.as_str(), "/up");
-        assert_eq!(b.as_str(), "/up.1");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
+        let a = vfs.create_unique(&vp("up")).expect("first");
+        let b = vfs.create_unique(&vp("up")).expect("second");
+        assert_eq!(a.written.as_str(), "/up");
+        assert_eq!(b.written.as_str(), "/up.1");
     }
 
     /// While an upload holds its name, the name cannot be uploaded to, deleted or renamed
@@ -875,9 +787,9 @@ mod tests {
         );
         other.mkdir(&vp("d")).expect("mkdir");
         std::fs::write(tmp.path().join("d/f"), b"old").expect("write");
-        let busy = |r: io::Result<()>| {
+        let busy = |r: Result<()>| {
             let e = r.expect_err("busy");
-            assert_eq!(e.kind(), io::ErrorKind::ResourceBusy, "{e}");
+            assert!(matches!(e, StorageError::UploadInProgress), "{e}");
         };
         let plan = mine
             .open_upload(&vp("d/f"), UploadMode::Stor { rest: 0 })
@@ -907,7 +819,7 @@ mod tests {
     #[test]
     fn overwrite_goes_to_a_hidden_part_file_until_finished() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
         std::fs::write(tmp.path().join("f"), b"old content").expect("write");
         use std::io::Write;
         let mut plan = vfs
@@ -915,7 +827,8 @@ mod tests {
             .expect("plan");
         assert_eq!(plan.written.as_str(), "/.f.ferry-part");
         assert!(!plan.new_file);
-        plan.file.write_all(b"new").expect("write");
+        let Writer::Local(file) = &mut plan.writer;
+        file.write_all(b"new").expect("write");
         // Interrupted here: the old file is intact and the part is hidden from listings.
         assert_eq!(
             std::fs::read(tmp.path().join("f")).expect("read"),
@@ -934,10 +847,20 @@ mod tests {
             .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
             .expect("resume");
         assert_eq!(plan.written.as_str(), "/.f.ferry-part");
-        plan.file.write_all(b" stuff").expect("write");
+        let Writer::Local(file) = &mut plan.writer;
+        file.write_all(b" stuff").expect("write");
         let rep = plan.replaces.clone().expect("replacement");
         assert_eq!(rep.old_size, Some(11));
-        vfs.finish_upload(&plan.written, &rep).expect("finish");
+        let done = vfs
+            .complete_upload(&plan.written, Some(&rep), false, true, true)
+            .expect("finish");
+        assert_eq!(
+            done,
+            Completed {
+                size: 9,
+                replaced: 11
+            }
+        );
         assert_eq!(
             std::fs::read(tmp.path().join("f")).expect("read"),
             b"new stuff"
@@ -961,11 +884,11 @@ mod tests {
     #[test]
     fn rest_past_the_end_is_refused_before_touching_anything() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
         std::fs::write(tmp.path().join("f"), b"abcdef").expect("write");
-        let is_554 = |r: io::Result<UploadPlan>| {
+        let is_554 = |r: Result<UploadPlan>| {
             let e = r.expect_err("past the end");
-            assert!(e.get_ref().is_some_and(|r| r.is::<RestPastEnd>()), "{e:?}");
+            assert!(matches!(e, StorageError::RestPastEnd), "{e:?}");
         };
         is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 100 }));
         is_554(vfs.open_upload(&vp("f"), UploadMode::Stor { rest: 7 }));
@@ -1007,7 +930,7 @@ mod tests {
     #[test]
     fn appe_continues_an_unfinished_overwrite_only_when_size_offered_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
         std::fs::write(tmp.path().join("f"), b"old content").expect("write");
         std::fs::write(tmp.path().join(".f.ferry-part"), b"new").expect("write");
         assert_eq!(vfs.unfinished_size(&vp("f")).expect("size"), Some(3));
@@ -1015,10 +938,10 @@ mod tests {
             let e = vfs
                 .open_upload(&vp("f"), UploadMode::Appe { offered })
                 .expect_err("refused");
-            let unfinished = e
-                .get_ref()
-                .and_then(|r| r.downcast_ref::<UnfinishedUpload>());
-            assert_eq!(unfinished.map(|u| u.received), Some(3), "{e:?}");
+            assert!(
+                matches!(e, StorageError::UnfinishedUpload { received: 3 }),
+                "{e:?}"
+            );
         };
         refused(None);
         refused(Some(11));
@@ -1057,7 +980,7 @@ mod tests {
         std::os::unix::fs::symlink("../secret", home.join("dir/deep-out")).expect("symlink");
         std::os::unix::fs::symlink("..", home.join("up")).expect("symlink");
         std::fs::write(home.join(format!(".f{PART_SUFFIX}")), b"p").expect("write");
-        let vfs = Vfs::open(&home).expect("open");
+        let vfs = LocalHome::open(&home).expect("open");
         let mtime = |p: &Path| {
             let m = std::fs::metadata(p).expect("stat");
             (m.mtime(), m.mtime_nsec())
@@ -1088,7 +1011,7 @@ mod tests {
         let e = vfs
             .set_modified(&vp(&format!(".f{PART_SUFFIX}")), t2)
             .expect_err("part file");
-        assert_eq!(e.kind(), io::ErrorKind::InvalidFilename);
+        assert!(matches!(e, StorageError::ReservedName), "{e:?}");
         assert_eq!(mtime(&tmp.path().join("secret")), secret_before);
     }
 

@@ -1,5 +1,5 @@
 //! Reading directories through the jail, for listings: a directory opened for reading, and
-//! one entry's facts by its raw name. Part of [`Vfs`](super::Vfs); everything here reads,
+//! one entry's facts by its raw name. Part of [`LocalHome`](super::LocalHome); everything here reads,
 //! nothing writes. What a listing shows, in which order and in how big steps is the session's
 //! business (`session/listing.rs`, its `Walk`); these are the calls it makes, all blocking.
 
@@ -11,12 +11,12 @@ use ferry_proto::listing::{Entry, EntryKind};
 use ferry_proto::VirtualPath;
 use rustix::fs::{AtFlags, FileType};
 
-use super::Vfs;
+use super::LocalHome;
 
 /// Most entries one listing shows; it ends there.
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
 
-impl Vfs {
+impl LocalHome {
     /// The directory `path`, opened for reading its names (one descriptor; its read position
     /// is the listing's). Fails as opening fails: missing, not a directory, no permission.
     pub fn open_listing(&self, path: &VirtualPath) -> io::Result<rustix::fs::Dir> {
@@ -38,7 +38,7 @@ impl Vfs {
         Ok(self.root.open_with(path.to_relative(), &opts)?.into_std())
     }
 
-    /// The facts of `name`, an entry of `dir` (opened by [`Vfs::open_listing`] for
+    /// The facts of `name`, an entry of `dir` (opened by [`LocalHome::open_listing`] for
     /// `dir_path`): its own, or its target's for a symlink that resolves inside the home (one
     /// that leads outside, or nowhere, is listed as a link). The name is stat'ed as the
     /// directory gave it, relative to the directory's descriptor and without following a
@@ -68,7 +68,7 @@ impl Vfs {
         let mut names = Vec::new();
         while let Some(item) = dir.read() {
             if let Ok(name) = item?.file_name().to_str() {
-                if name != "." && name != ".." && !crate::quota::is_part_name(name) {
+                if name != "." && name != ".." && !crate::storage::is_part_name(name) {
                     names.push(name.to_owned());
                 }
             }
@@ -128,7 +128,7 @@ fn entry_of_stat(name: String, st: &rustix::fs::Stat) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::PART_SUFFIX;
+    use crate::storage::PART_SUFFIX;
 
     fn vp(s: &str) -> VirtualPath {
         VirtualPath::root().resolve(s).expect("valid path")
@@ -148,7 +148,7 @@ mod tests {
         std::fs::write(dir.join(format!(".f00001{PART_SUFFIX}")), b"partial").expect("write");
         std::os::unix::fs::symlink("f00012", dir.join("link-in")).expect("symlink");
         std::os::unix::fs::symlink("/etc/passwd", dir.join("link-out")).expect("symlink");
-        let vfs = Vfs::open(&home).expect("open");
+        let vfs = LocalHome::open(&home).expect("open");
         let list = vfs.list(&vp("d")).expect("list");
         assert_eq!(list.len(), 50 + 3, "files, sub, two links; no part file");
         for (i, e) in list.iter().filter(|e| e.name.starts_with('f')).enumerate() {
@@ -175,7 +175,7 @@ mod tests {
         std::fs::create_dir(tmp.path().join("d")).expect("mkdir");
         std::fs::write(tmp.path().join("f"), b"x").expect("write");
         std::os::unix::fs::symlink("/etc", tmp.path().join("out")).expect("symlink");
-        let vfs = Vfs::open(tmp.path()).expect("open");
+        let vfs = LocalHome::open(tmp.path()).expect("open");
         assert!(vfs.check_listable(&vp("d")).is_ok());
         assert!(vfs.check_listable(&VirtualPath::root()).is_ok());
         for refused in ["f", "out", "nope"] {
