@@ -4,11 +4,22 @@ Every test gets its own data dir, its own users (alice, bob) and its own ferryd
 process listening on an ephemeral loopback port, so tests cannot see each
 other's files.  The binary is never built here: run `cargo build -p
 ferry-server` first (or point FERRYD at a binary).
+
+Storage backends: a module that sets `BACKENDS = ("local", "s3")` runs each of
+its tests against both (ids `[local]` and `[s3]`), except tests marked
+`local_only` (they look at the disk itself: part files, links, permissions).
+On S3 each server gets its own key prefix in the bucket of the S3 server the
+environment names (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+S3_BUCKET: `scripts/seaweedfs.sh start DIR` writes them to DIR/env), and
+`srv.home(user)` is an `S3Path`, a pathlib-like view of the user's objects,
+so a test seeds and checks files the same way on both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
+import io
 import os
 import queue
 import re
@@ -16,6 +27,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,6 +48,182 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "big: moves hundreds of MiB over loopback (binary round trip)"
     )
+    config.addinivalue_line(
+        "markers", "local_only: looks at the local disk itself; not run on other backends"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """Runs the tests of a module with `BACKENDS` once per storage backend."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    backends = tuple(getattr(metafunc.module, "BACKENDS", ("local",)))
+    if metafunc.definition.get_closest_marker("local_only"):
+        backends = ("local",)
+    if len(backends) > 1:
+        metafunc.parametrize("backend", backends)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The storage backend of the servers a test starts (parametrized by `BACKENDS`)."""
+    return "local"
+
+
+S3_ENV = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET")
+
+
+def s3_environment() -> dict[str, str]:
+    missing = [k for k in S3_ENV if not os.environ.get(k)]
+    if missing:
+        pytest.fail(f"S3 tests need an S3 server; {', '.join(missing)} not set. Start SeaweedFS "
+                    "with `scripts/seaweedfs.sh start DIR` and `set -a; . DIR/env; set +a` "
+                    "(scripts/test.sh does both)", pytrace=False)
+    return {k: os.environ[k] for k in S3_ENV}
+
+
+_S3_CLIENT = None
+
+
+def s3_client():
+    global _S3_CLIENT
+    if _S3_CLIENT is None:
+        import boto3
+        from botocore.config import Config
+        env = s3_environment()
+        _S3_CLIENT = boto3.client(
+            "s3", endpoint_url=env["S3_ENDPOINT"], region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    return _S3_CLIENT
+
+
+class S3Stat:
+    def __init__(self, size: int, mtime: float):
+        self.st_size = size
+        self.st_mtime = mtime
+
+
+class S3Writer(io.BytesIO):
+    """`S3Path.open("wb")`: the object is put when the file is closed."""
+
+    def __init__(self, path: "S3Path"):
+        super().__init__()
+        self.path = path
+
+    def close(self) -> None:
+        if not self.closed:
+            self.path.write_bytes(self.getvalue())
+        super().close()
+
+
+class S3Path:
+    """A file or directory of a user's home in the bucket, as pathlib shows one on disk:
+    directories are key prefixes with a marker object (`dir/`), as ferryd makes them."""
+
+    def __init__(self, bucket: str, key: str, root: str | None = None):
+        self.bucket, self.key = bucket, key.rstrip("/")
+        # The home's own key: `mkdir(parents=True)` makes markers up to it, not above.
+        self.root = self.key if root is None else root
+
+    def __truediv__(self, name: str) -> "S3Path":
+        return S3Path(self.bucket, f"{self.key}/{name}", self.root)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    __repr__ = __str__
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> "S3Path":
+        if self.key == self.root:
+            return self
+        return S3Path(self.bucket, self.key.rpartition("/")[0], self.root)
+
+    def _head(self):
+        from botocore.exceptions import ClientError
+        try:
+            return s3_client().head_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def write_bytes(self, data: bytes) -> int:
+        s3_client().put_object(Bucket=self.bucket, Key=self.key, Body=data)
+        return len(data)
+
+    def write_text(self, text: str) -> int:
+        return self.write_bytes(text.encode())
+
+    def read_bytes(self) -> bytes:
+        from botocore.exceptions import ClientError
+        try:
+            return s3_client().get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+        except ClientError as e:
+            raise FileNotFoundError(str(self)) from e
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def is_file(self) -> bool:
+        return self._head() is not None
+
+    def is_dir(self) -> bool:
+        out = s3_client().list_objects_v2(Bucket=self.bucket, Prefix=self.key + "/", MaxKeys=1)
+        return out.get("KeyCount", 0) > 0
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def stat(self) -> S3Stat:
+        head = self._head()
+        if head is None:
+            raise FileNotFoundError(str(self))
+        return S3Stat(head["ContentLength"], head["LastModified"].timestamp())
+
+    def open(self, mode: str = "rb"):
+        if mode == "wb":
+            return S3Writer(self)
+        if mode == "rb":
+            from botocore.exceptions import ClientError
+            try:
+                body = s3_client().get_object(Bucket=self.bucket, Key=self.key)["Body"]
+            except ClientError as e:
+                raise FileNotFoundError(str(self)) from e
+            return contextlib.closing(body)
+        raise ValueError(f"S3Path.open: mode {mode!r}")
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        if self.is_dir() and not exist_ok:
+            raise FileExistsError(str(self))
+        if self.key == self.root:
+            return  # the home: always there
+        parent = self.key.rpartition("/")[0]
+        if parent.startswith(self.root + "/"):
+            if parents:
+                S3Path(self.bucket, parent, self.root).mkdir(parents=True, exist_ok=True)
+            elif not S3Path(self.bucket, parent, self.root).is_dir():
+                raise FileNotFoundError(str(self))
+        s3_client().put_object(Bucket=self.bucket, Key=self.key + "/", Body=b"")
+
+    def unlink(self) -> None:
+        s3_client().delete_object(Bucket=self.bucket, Key=self.key)
+
+    def iterdir(self):
+        paginator = s3_client().get_paginator("list_objects_v2")
+        prefix = self.key + "/"
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for p in page.get("CommonPrefixes", []):
+                yield S3Path(self.bucket, p["Prefix"], self.root)
+            for o in page.get("Contents", []):
+                if o["Key"] != prefix:
+                    yield S3Path(self.bucket, o["Key"], self.root)
 
 
 def ferryd_binary() -> Path:
@@ -65,7 +253,11 @@ def toml_value(v) -> str:
 
 
 def write_config(path: Path, cfg: dict) -> None:
-    path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in cfg.items()))
+    """Keys, then tables (a dict value is a `[table]`)."""
+    keys = "".join(f"{k} = {toml_value(v)}\n" for k, v in cfg.items() if not isinstance(v, dict))
+    tables = "".join(f"\n[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in t.items())
+                     for name, t in cfg.items() if isinstance(t, dict))
+    path.write_text(keys + tables)
 
 
 def run_cli(binary: Path, args: list[str], stdin: str | None = None, cwd: Path | None = None,
@@ -84,8 +276,19 @@ class FerryServer:
     """One running ferryd process plus helpers to talk to it."""
 
     def __init__(self, binary: Path, root: Path, users: dict[str, str], config: dict,
-                 user_args: dict[str, list[str]] | None = None):
+                 user_args: dict[str, list[str]] | None = None, backend: str = "local"):
         self.binary = binary
+        self.backend = backend
+        if backend == "s3":
+            env = s3_environment()
+            # A prefix of its own: servers share the bucket, never each other's files.
+            self.s3_prefix = f"t-{uuid.uuid4().hex[:12]}"
+            self.s3_bucket = env["S3_BUCKET"]
+            config = {"storage": "s3", **config, "s3": {
+                "endpoint": env["S3_ENDPOINT"], "bucket": env["S3_BUCKET"],
+                "prefix": self.s3_prefix, "access_key_id": env["AWS_ACCESS_KEY_ID"],
+                "secret_access_key": env["AWS_SECRET_ACCESS_KEY"], "part_size_mib": 5,
+                **config.get("s3", {})}}
         self.root = root
         self.data_dir = root / "data"
         self.config_path = root / "ferry.toml"
@@ -189,7 +392,10 @@ class FerryServer:
         return "\n".join(lines[-n:])
 
     # --- clients ---------------------------------------------------------
-    def home(self, user: str = "alice") -> Path:
+    def home(self, user: str = "alice"):
+        """The user's home: a `Path` on local storage, an `S3Path` on S3."""
+        if self.backend == "s3":
+            return S3Path(self.s3_bucket, f"{self.s3_prefix}/homes/{user}")
         return self.data_dir / "homes" / user
 
     @property
@@ -230,7 +436,7 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def start_server(request, tmp_path):
+def start_server(request, tmp_path, backend):
     """Factory: start_server(users=None, user_args=None, **config) -> FerryServer.
 
     users defaults to alice and bob; user_args adds flags to `user add NAME`
@@ -243,7 +449,8 @@ def start_server(request, tmp_path):
               **config) -> FerryServer:
         root = tmp_path / f"srv{len(servers)}"
         root.mkdir()
-        srv = FerryServer(binary, root, PASSWORDS if users is None else users, config, user_args)
+        srv = FerryServer(binary, root, PASSWORDS if users is None else users, config, user_args,
+                          backend)
         servers.append(srv)
         srv.add_users()
         srv.start()

@@ -27,6 +27,9 @@ import pytest
 
 from ftphelp import PASSWORDS, ReuseFTP_TLS, cert_path, parse_ls, tls_context
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 TOOL_TIMEOUT = 60
 PW_URL = PASSWORDS["alice"].replace(" ", "%20")
 

@@ -16,6 +16,9 @@ import pytest
 from ftphelp import (PASSWORDS, code, err, list_entries, manual_transfer, mlsd_entries,
                      parse_ls, retr_bytes, stor_bytes)
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 OLD_MTIME = calendar.timegm((2021, 3, 4, 12, 0, 0))  # 2021-03-04 12:00:00 UTC
 
 
@@ -437,6 +440,7 @@ def test_size_missing_550(ftp):
     assert code(ftp.size, "nosuch") == 550
 
 
+@pytest.mark.local_only  # sets an old mtime on disk
 def test_mdtm_213(ferry_server, ftp):
     put(ferry_server, "old.txt", b"x", mtime=OLD_MTIME)
     assert ftp.sendcmd("MDTM old.txt") == "213 20210304120000"
@@ -628,6 +632,7 @@ def test_eprt_malformed_501(ftp, arg):
 
 # ------------------------------------------------------------ listings
 
+@pytest.mark.local_only  # sets an old mtime on disk
 def test_list_format(ferry_server, ftp):
     put(ferry_server, "small.txt", b"12345")
     put(ferry_server, "old.bin", b"\0" * 70000, mtime=OLD_MTIME)
@@ -691,6 +696,7 @@ def test_nlst_missing_550(ftp):
     assert code(ftp.nlst, "nosuchdir") in (450, 550)
 
 
+@pytest.mark.local_only  # sets an old mtime on disk
 def test_mlsd_facts(ferry_server, ftp):
     put(ferry_server, "f1.txt", b"hello", mtime=OLD_MTIME)
     put(ferry_server, "f2.txt", b"world!")
@@ -721,6 +727,7 @@ def test_mlsd_on_file_fails(ferry_server, ftp):
     assert code(lambda: list(ftp.mlsd("f.txt"))) in (501, 550)
 
 
+@pytest.mark.local_only  # sets an old mtime on disk
 def test_mlst_250(ferry_server, ftp):
     put(ferry_server, "m.txt", b"abc", mtime=OLD_MTIME)
     resp = ftp.sendcmd("MLST m.txt")
@@ -757,6 +764,7 @@ def test_retr(ferry_server, ftp):
     assert out.getvalue() == payload
 
 
+@pytest.mark.local_only  # the page cache
 def test_retr_of_a_file_not_in_the_page_cache(ferry_server, ftp):
     """A file the kernel has to read from the disk (dropped from the page cache first) is sent
     from the blocking pool rather than by a worker thread waiting on the disk: same bytes,
@@ -827,11 +835,11 @@ def test_stou_unique_names(ferry_server, ftp):
     home = ferry_server.home()
     put(ferry_server, "existing.txt", b"keep me")
     ftp.voidcmd("TYPE I")
-    before = set(os.listdir(home))
+    before = {p.name for p in home.iterdir()}
     p1, f1, _ = manual_transfer(ftp, "STOU", upload=b"first")
     p2, f2, _ = manual_transfer(ftp, "STOU", upload=b"second")
     assert f1[:3] in ("226", "250") and f2[:3] in ("226", "250"), (f1, f2)
-    new = set(os.listdir(home)) - before
+    new = {p.name for p in home.iterdir()} - before
     assert len(new) == 2, new
     contents = {n: (home / n).read_bytes() for n in new}
     assert sorted(contents.values()) == [b"first", b"second"]
@@ -888,7 +896,7 @@ def _abort_sequence(ftp: ftplib.FTP, first: str) -> list[str]:
 
 def _start_big_retr(ferry_server, ftp, size=64 << 20):
     p = ferry_server.home() / "big.bin"
-    with open(p, "wb") as f:
+    with p.open("wb") as f:
         chunk = os.urandom(1 << 20)
         for _ in range(size >> 20):
             f.write(chunk)
@@ -1000,7 +1008,7 @@ def test_binary_roundtrip_256mib(ferry_server, ftp, tmp_path):
     on_disk = ferry_server.home() / "big.bin"
     assert on_disk.stat().st_size == size
     h_disk = hashlib.sha256()
-    with open(on_disk, "rb") as f:
+    with on_disk.open("rb") as f:
         for chunk in iter(lambda: f.read(4 << 20), b""):
             h_disk.update(chunk)
     assert h_disk.hexdigest() == h_src.hexdigest()
@@ -1083,6 +1091,7 @@ def test_two_users_isolated(ferry_server):
     assert (ferry_server.home("bob") / "secret.txt").read_bytes() == b"bob's own"
 
 
+@pytest.mark.local_only  # directory modes on disk
 def test_homes_on_disk(ferry_server):
     for user in ("alice", "bob"):
         h = ferry_server.home(user)

@@ -16,6 +16,9 @@ import pytest
 
 from ftphelp import RawClient
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 MiB = 1 << 20
 GiB = 1 << 30
 ALGOS = ["SHA-256", "SHA-512", "SHA-1", "MD5", "CRC32"]

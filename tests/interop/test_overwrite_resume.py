@@ -32,6 +32,9 @@ import pytest
 
 from ftphelp import PASSWORDS, wait_for_size
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL_TIMEOUT = 60
 NEW_SIZE = 4 * 1024 * 1024 + 123

@@ -22,6 +22,9 @@ import pytest
 
 from ftphelp import PASSWORDS, upload, wait_for_size
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 TOOL_TIMEOUT = 60
 
 

@@ -12,6 +12,9 @@ import pytest
 
 from ftphelp import code, list_entries, mlsd_entries, retr_bytes, stor_bytes
 
+# Every test here runs against local disk and S3 (see conftest.py).
+BACKENDS = ("local", "s3")
+
 SECRET = b"TOP SECRET outside the jail\n"
 ETC_NAMES = {"passwd", "hostname", "hosts", "group", "shadow", "fstab", "os-release"}
 

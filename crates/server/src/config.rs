@@ -48,6 +48,141 @@ pub struct ConfigFile {
     pub lockout_secs: Option<u64>,
     pub default_quota: Option<String>,
     pub default_max_files: Option<u64>,
+    /// Where users' files live: "local" (the default) or "s3".
+    pub storage: Option<StorageKind>,
+    pub s3: Option<S3File>,
+}
+
+/// The `storage` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// The `[s3]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub path_style: Option<bool>,
+    pub part_size_mib: Option<u64>,
+    pub rename_max_objects: Option<usize>,
+    pub abandoned_upload_hours: Option<u64>,
+}
+
+/// Where users' files live, validated.
+#[derive(Clone)]
+pub enum StorageConfig {
+    /// Each user's home directory on the local file system.
+    Local,
+    /// Each user's home under `PREFIX/homes/NAME/` in an S3 bucket.
+    S3(S3Settings),
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageConfig::Local => f.write_str("Local"),
+            StorageConfig::S3(s) => f
+                .debug_struct("S3")
+                .field("endpoint", &s.endpoint)
+                .field("bucket", &s.bucket)
+                .field("prefix", &s.prefix)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The `[s3]` table, validated. Credentials, when not here, come from the `AWS_*`
+/// environment variables; they are never logged.
+#[derive(Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub path_style: bool,
+    /// Size of an upload's parts: what an interrupted upload keeps is a whole number of them.
+    pub part_size: u64,
+    /// Most objects a directory rename copies; a bigger directory is refused (550).
+    pub rename_max_objects: usize,
+    /// Unfinished uploads older than this are aborted (their parts deleted).
+    pub abandoned_upload_age: Duration,
+}
+
+/// `[s3] part_size_mib`: S3's smallest part is 5 MiB; 512 MiB parts make 10,000-part objects of
+/// 5 TiB (S3's largest), and memory per upload is about one part.
+pub const S3_PART_SIZE_MIB: RangeInclusive<u64> = 5..=512;
+/// `[s3] rename_max_objects`: a directory rename copies each object.
+pub const S3_RENAME_MAX_OBJECTS: RangeInclusive<usize> = 1..=1_000_000;
+/// `[s3] abandoned_upload_hours`: an hour to a year.
+pub const S3_ABANDONED_UPLOAD_HOURS: RangeInclusive<u64> = 1..=24 * 366;
+
+impl S3File {
+    fn validate(self) -> Result<S3Settings, String> {
+        let bucket = self
+            .bucket
+            .filter(|b| !b.is_empty())
+            .ok_or("storage = \"s3\" needs [s3] bucket")?;
+        let part_mib = count(
+            "[s3] part_size_mib",
+            self.part_size_mib,
+            8,
+            &S3_PART_SIZE_MIB,
+        )?;
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(
+                "[s3] access_key_id and secret_access_key go together (or neither: AWS_* \
+                 environment variables)"
+                    .into(),
+            );
+        }
+        Ok(S3Settings {
+            path_style: self.path_style.unwrap_or(self.endpoint.is_some()),
+            endpoint: self.endpoint,
+            region: self.region.unwrap_or_else(|| "us-east-1".to_owned()),
+            bucket,
+            prefix: self.prefix.unwrap_or_default(),
+            access_key_id: self.access_key_id,
+            secret_access_key: self.secret_access_key,
+            part_size: part_mib << 20,
+            rename_max_objects: count(
+                "[s3] rename_max_objects",
+                self.rename_max_objects,
+                10_000,
+                &S3_RENAME_MAX_OBJECTS,
+            )?,
+            abandoned_upload_age: Duration::from_secs(
+                count(
+                    "[s3] abandoned_upload_hours",
+                    self.abandoned_upload_hours,
+                    24,
+                    &S3_ABANDONED_UPLOAD_HOURS,
+                )? * 3600,
+            ),
+        })
+    }
+}
+
+/// The `storage` key and the `[s3]` table, validated (also for `ferryd user`, which reads the
+/// same file).
+pub fn storage_config(
+    kind: Option<StorageKind>,
+    s3: Option<S3File>,
+) -> Result<StorageConfig, String> {
+    Ok(match kind {
+        Some(StorageKind::S3) => StorageConfig::S3(s3.unwrap_or_default().validate()?),
+        Some(StorageKind::Local) | None => StorageConfig::Local,
+    })
 }
 
 /// How much TLS the server insists on.
@@ -122,6 +257,7 @@ pub struct Config {
     /// Quota of users without their own (`None` = unlimited).
     pub default_quota: Option<u64>,
     pub default_max_files: Option<u64>,
+    pub storage: StorageConfig,
 }
 
 impl Config {
@@ -270,7 +406,9 @@ impl Config {
             }
             None => None,
         };
+        let storage = storage_config(file.storage, file.s3)?;
         Ok(Config {
+            storage,
             default_quota,
             default_max_files: file.default_max_files,
             tls,

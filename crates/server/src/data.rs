@@ -636,7 +636,10 @@ pub async fn send_file_zero_copy(
     sent: &AtomicU64,
     stall: Duration,
 ) -> io::Result<u64> {
-    let Reader::Local(file) = reader;
+    let Reader::Local(file) = reader else {
+        // The caller sends other readers through user space (`send_file_copy`).
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    };
     let mut off =
         i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let end = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -686,12 +689,7 @@ pub async fn send_file_copy(
     sent: &AtomicU64,
     stall: Duration,
 ) -> io::Result<u64> {
-    use tokio::io::AsyncSeekExt;
-    let Reader::Local(file) = reader;
-    let mut file = tokio::fs::File::from_std(file);
-    if offset > 0 {
-        file.seek(io::SeekFrom::Start(offset)).await?;
-    }
+    let mut file = reader.into_stream(offset).await?;
     let mut buf = vec![0u8; CHUNK];
     let mut conv = ToNetwork::default();
     let mut converted = Vec::new();
@@ -779,36 +777,42 @@ impl UploadMeter {
 /// it, for the caller to reconcile with the file's real size afterwards). When the quota runs
 /// out, the part that still fits is written and the upload stops with `QuotaExceeded` (552):
 /// the user ends at, never over, their limit.
+///
+/// The writer comes back (unless a write job died with it): completing the upload is the
+/// storage's next step, and some backends keep their state in it.
 pub async fn receive_file(
     stream: &mut Stream,
     writer: Writer,
     ascii: bool,
     meter: &UploadMeter,
-) -> io::Result<u64> {
-    let Writer::Local(file) = writer;
+) -> (Option<Writer>, io::Result<u64>) {
     let mut chunks = ChunkWriter {
-        file: Some(file),
+        writer: Some(writer),
         writing: None,
         spare: Some(Vec::with_capacity(UPLOAD_CHUNK)),
     };
     let read_result = read_chunks(stream, ascii, meter, &mut chunks).await;
     // What was read is written, whatever ended the reading; a write error (disk full) is the
     // cause even when it made the reading side stop too.
-    chunks.finish().await?;
-    read_result
+    let written = chunks.finish().await;
+    let result = match (written, read_result) {
+        (Err(e), _) => Err(e),
+        (Ok(()), read) => read,
+    };
+    (chunks.writer, result)
 }
 
 /// The write side of [`receive_file`]: at most one write job at a time, in order.
 struct ChunkWriter {
     /// Away while a write job has it.
-    file: Option<std::fs::File>,
+    writer: Option<Writer>,
     writing: Option<tokio::task::JoinHandle<WriteDone>>,
     /// The buffer not being filled or written.
     spare: Option<Vec<u8>>,
 }
 
-/// A finished write job: the file and the buffer back, and how the write went.
-type WriteDone = (std::fs::File, Vec<u8>, io::Result<()>);
+/// A finished write job: the writer and the buffer back, and how the write went.
+type WriteDone = (Writer, Vec<u8>, io::Result<()>);
 
 impl ChunkWriter {
     /// Waits for the running write job, if any; its buffer becomes the spare one.
@@ -816,29 +820,45 @@ impl ChunkWriter {
         let Some(job) = self.writing.take() else {
             return Ok(());
         };
-        let (file, mut buf, result) = job
+        let (writer, mut buf, result) = job
             .await
             .map_err(|e| io::Error::other(format!("upload writer failed: {e}")))?;
-        self.file = Some(file);
+        self.writer = Some(writer);
         buf.clear();
         self.spare = Some(buf);
         result
     }
 
-    /// Starts writing `buf` on the blocking pool (after the previous write) with one of the
-    /// uploads' threads; returns the buffer to fill next.
+    /// Starts writing `buf` (after the previous write): a file on the blocking pool with one
+    /// of the uploads' threads, another backend as a task of its own; returns the buffer to
+    /// fill next.
     async fn write(&mut self, buf: Vec<u8>, meter: &UploadMeter) -> io::Result<Vec<u8>> {
         self.settle().await?;
-        let permit = meter.thread().await?;
-        let Some(mut file) = self.file.take() else {
+        let Some(writer) = self.writer.take() else {
             return Err(io::Error::other("upload writer lost its file"));
         };
-        self.writing = Some(tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let result = file.write_all(&buf);
-            drop(permit);
-            (file, buf, result)
-        }));
+        self.writing = Some(match writer {
+            Writer::Local(mut file) => {
+                let permit = match meter.thread().await {
+                    Ok(permit) => permit,
+                    Err(e) => {
+                        self.writer = Some(Writer::Local(file));
+                        return Err(e);
+                    }
+                };
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let result = file.write_all(&buf);
+                    drop(permit);
+                    (Writer::Local(file), buf, result)
+                })
+            }
+            // Sends a part when one is full: network, no blocking thread.
+            Writer::S3(mut upload) => tokio::spawn(async move {
+                let result = upload.write(&buf).await;
+                (Writer::S3(upload), buf, result)
+            }),
+        });
         Ok(self
             .spare
             .take()
@@ -872,7 +892,10 @@ pub async fn receive_plain(
     writer: Writer,
     meter: &UploadMeter,
 ) -> io::Result<u64> {
-    let Writer::Local(file) = writer;
+    let Writer::Local(file) = writer else {
+        // The caller receives into other writers with `receive_file`.
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    };
     let (stall, stop) = (meter.stall, &meter.stop);
     let (mut tcp, mut file, mut total) = (tcp, file, 0u64);
     loop {

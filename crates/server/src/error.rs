@@ -114,7 +114,8 @@ impl Error {
 /// Storage's refusals, each with the code its variant documents.
 fn storage_reply(e: &StorageError) -> Reply {
     let code = match e {
-        StorageError::RestPastEnd => 554,
+        StorageError::RestPastEnd | StorageError::RestInsidePart { .. } => 554,
+        StorageError::TooManyObjects { .. } | StorageError::Unsupported(_) => 550,
         StorageError::UnfinishedUpload { .. } | StorageError::HardLinked => 550,
         StorageError::UploadInProgress => 450,
         StorageError::ReservedName => 553,

@@ -174,12 +174,30 @@ pub async fn digest_file(
 ) -> io::Result<Outcome> {
     // Dropping this future (the job task aborted) without cancelling still stops the worker.
     let guard = cancel.clone().drop_guard();
+    if algo == HashAlgo::Sha256 && start == 0 {
+        if let Some((digest, size)) = file.stored_sha256() {
+            if size == len {
+                guard.disarm();
+                progress.fetch_add(len, Ordering::Relaxed);
+                return Ok(Outcome::Done(digest.to_ascii_lowercase()));
+            }
+        }
+    }
     let permit = tokio::select! {
         permit = permits().acquire_owned() => {
             permit.map_err(|_| io::Error::other("hash limiter closed"))?
         }
         _ = cancel.cancelled() => return Ok(Outcome::Cancelled(0)),
     };
+    if !file.is_local() {
+        let outcome = hash_stream(file, algo, start, len, &progress, &cancel).await;
+        drop(permit);
+        if let Ok(Outcome::Cancelled(bytes)) = &outcome {
+            tracing::info!(job = %ferry_proto::reply::Escaped(&label), bytes, of = len, result = "cancelled", "hash stopped");
+        }
+        guard.disarm();
+        return outcome;
+    }
     let span = tracing::Span::current();
     let worker = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -195,6 +213,54 @@ pub async fn digest_file(
         .map_err(|e| io::Error::other(format!("hash task failed: {e}")))?;
     guard.disarm();
     outcome
+}
+
+/// [`hash_range`] of a reader that is read as a stream (an object): chunks arrive on the
+/// session's task and each is hashed on the blocking pool, so no async thread computes.
+async fn hash_stream(
+    file: Reader,
+    algo: HashAlgo,
+    start: u64,
+    len: u64,
+    progress: &AtomicU64,
+    cancel: &CancellationToken,
+) -> io::Result<Outcome> {
+    let mut stream = file.into_stream(start).await?;
+    let mut hasher = Hasher::new(algo);
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
+    let mut done = 0u64;
+    while done < len {
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Cancelled(done));
+        }
+        // Fill the buffer (a stream hands out smaller pieces), then hash it in one go.
+        let want = usize::try_from(len - done).unwrap_or(CHUNK).min(buf.len());
+        let mut filled = 0;
+        while filled < want {
+            let n = tokio::select! {
+                n = stream.read(&mut buf[filled..want]) => n?,
+                _ = cancel.cancelled() => return Ok(Outcome::Cancelled(done)),
+            };
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was hashed",
+                ));
+            }
+            filled += n;
+        }
+        let (h, b) = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            hasher.update(&buf[..filled]);
+            (hasher, buf)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("hash task failed: {e}")))?;
+        (hasher, buf) = (h, b);
+        done += filled as u64;
+        progress.fetch_add(filled as u64, Ordering::Relaxed);
+    }
+    Ok(Outcome::Done(hasher.finish_hex()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use ferry_server::auth::Authenticator;
 use ferry_server::config::{Config, ConfigFile, TlsMode, DEFAULT_DATA_DIR};
 use ferry_server::quota::QuotaRegistry;
 use ferry_server::server::Server;
+use ferry_server::storage::Storage;
 use ferry_server::store::Store;
 use ferry_server::tls::{CertSource, Tls};
 use ferry_server::users_cli::{self, UserCommand};
@@ -44,11 +45,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Serve { listen } => serve(cli.config, cli.data_dir, listen),
         Cmd::User(cmd) => ConfigFile::load(cli.config.as_deref()).and_then(|file| {
+            let storage = ferry_server::config::storage_config(file.storage, file.s3)?;
             let data_dir = cli
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-            users_cli::run(cmd, &data_dir)
+            users_cli::run(cmd, &data_dir, &storage)
         }),
     };
     match result {
@@ -76,7 +78,16 @@ fn serve(
             home.display()
         );
     }
-    let storage = std::sync::Arc::new(ferry_server::storage::Storage::local());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(config.blocking_threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    let storage = std::sync::Arc::new(
+        runtime
+            .block_on(Storage::from_config(&config.storage))
+            .map_err(|e| format!("storage: {e}"))?,
+    );
     let quotas = QuotaRegistry::new(
         store.clone(),
         storage.clone(),
@@ -102,11 +113,6 @@ fn serve(
             Some(tls)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(config.blocking_threads)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -130,6 +136,10 @@ fn serve(
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
+        if let Storage::S3(s3) = &*storage {
+            tracing::info!(bucket = %s3.bucket_name(), "storage: S3");
+            tokio::spawn(abort_abandoned_uploads(storage.clone(), shutdown.clone()));
+        }
         Server::new(config, auth, tls, quotas, storage, shutdown)
             .serve(listener, implicit)
             .await;
@@ -173,6 +183,24 @@ fn raise_fd_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
             tracing::info!(from = soft, to = hard, "raised open-file limit");
+        }
+    }
+}
+
+/// Aborts unfinished S3 uploads past their age, at start and then every hour, until shutdown.
+async fn abort_abandoned_uploads(storage: std::sync::Arc<Storage>, shutdown: CancellationToken) {
+    let Storage::S3(s3) = &*storage else {
+        return;
+    };
+    loop {
+        match s3.abort_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(aborted = n, "abandoned uploads aborted"),
+            Err(e) => tracing::warn!(error = %e, "cannot clean up abandoned uploads"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -208,7 +208,7 @@ impl QuotaRegistry {
         if *verified {
             return Ok(false);
         }
-        let (bytes, files) = match self.storage.scan_usage(home) {
+        let (bytes, files) = match self.storage.scan_usage(home, name) {
             Ok(counted) => counted,
             // Nothing there yet (a user who never logged in): nothing is used.
             Err(e) if e.is_not_found() => (0, 0),

@@ -10,6 +10,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::auth::{generate_password, hash_password, validate_username};
+use crate::config::StorageConfig;
 use crate::size::{format_size, parse_size};
 use crate::storage::Storage;
 use crate::store::{Limit, NewUser, Store, StoreError, UserRecord, DB_FILE_NAME};
@@ -65,9 +66,9 @@ pub enum UserCommand {
 }
 
 /// Runs one subcommand; Err(message) is printed by main as "ferryd: error: {message}" with exit 1.
-pub fn run(cmd: UserCommand, data_dir: &Path) -> Result<(), String> {
+pub fn run(cmd: UserCommand, data_dir: &Path, storage: &StorageConfig) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    run_with(cmd, data_dir, &mut TerminalPasswords, &mut out)
+    run_with(cmd, data_dir, storage, &mut TerminalPasswords, &mut out)
 }
 
 /// Called by `serve` on start: if the store has no users, create user "ferry" with a generated
@@ -175,9 +176,39 @@ fn read_new_password(from_stdin: bool, input: &mut dyn PasswordInput) -> Result<
     Ok(password)
 }
 
+/// What `ferryd user rescan` counts for a user: the local home, or the user's objects (the
+/// bucket connected here, on a runtime of its own).
+fn scan_usage(config: &StorageConfig, home: &Path, name: &str) -> Result<(u64, u64), String> {
+    match config {
+        StorageConfig::Local => Storage::local()
+            .scan_usage(home, name)
+            .map_err(|e| format!("cannot scan {}: {e}", home.display())),
+        StorageConfig::S3(_) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start runtime: {e}"))?;
+            let (home, name) = (home.to_path_buf(), name.to_owned());
+            runtime.block_on(async move {
+                let storage = Storage::from_config(config)
+                    .await
+                    .map_err(|e| format!("storage: {e}"))?;
+                // The scan blocks: on the blocking pool, where it may wait for the runtime.
+                let user = name.clone();
+                tokio::task::spawn_blocking(move || storage.scan_usage(&home, &user))
+                    .await
+                    .map_err(|e| format!("scan failed: {e}"))?
+                    .map_err(|e| format!("cannot scan the objects of '{name}': {e}"))
+            })
+        }
+    }
+}
+
 fn run_with(
     cmd: UserCommand,
     data_dir: &Path,
+    storage: &StorageConfig,
     passwords: &mut dyn PasswordInput,
     out: &mut dyn Write,
 ) -> Result<(), String> {
@@ -271,9 +302,7 @@ fn run_with(
                 .get_user(&name)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| StoreError::NotFound(name.clone()).to_string())?;
-            let (bytes, files) = Storage::local()
-                .scan_usage(&user.home)
-                .map_err(|e| format!("cannot scan {}: {e}", user.home.display()))?;
+            let (bytes, files) = scan_usage(storage, &user.home, &user.name)?;
             store
                 .set_usage(&name, bytes, files)
                 .map_err(|e| e.to_string())?;
@@ -498,7 +527,7 @@ mod tests {
 
     fn exec(cmd: UserCommand, data: &Path, input: &mut FakeInput) -> Result<String, String> {
         let mut out = Vec::new();
-        run_with(cmd, data, input, &mut out)?;
+        run_with(cmd, data, &StorageConfig::Local, input, &mut out)?;
         String::from_utf8(out).map_err(|e| e.to_string())
     }
 

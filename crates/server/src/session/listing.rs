@@ -42,6 +42,7 @@ use crate::data;
 use crate::error::{Error, Result};
 use crate::storage::is_part_name;
 use crate::storage::local::LocalHome;
+use crate::storage::s3::S3Home;
 use crate::storage::{Home, MAX_LIST_ENTRIES};
 
 /// Text one step produces before it returns (it finishes the line it is on).
@@ -119,6 +120,9 @@ enum Items {
         dir: rustix::fs::Dir,
         order: Order,
     },
+    /// A page of a directory that storage lists in pages (objects: at most 1,000 entries,
+    /// already sorted), with their facts; [`Listing`] fetches the next one.
+    Page(Vec<Entry>),
 }
 
 enum Order {
@@ -371,6 +375,11 @@ impl Walk {
                     Some(name) => name,
                     None => return Ok(false),
                 },
+                Items::Page(entries) => {
+                    let entries = std::mem::take(entries);
+                    self.show_page(entries, out);
+                    return Ok(false);
+                }
             };
             read += 1;
             let name = name.as_c_str();
@@ -401,6 +410,32 @@ impl Walk {
                 self.skipped.note(name);
                 None
             }
+        }
+    }
+
+    /// Formats a whole page of entries ([`Items::Page`]: at most 1,000, so one step).
+    fn show_page(&mut self, entries: Vec<Entry>, out: &mut String) {
+        for entry in entries {
+            if self.shown >= MAX_LIST_ENTRIES {
+                return;
+            }
+            if !listing::listable_name(&entry.name) {
+                self.skipped.control += 1;
+                if let Ok(name) = std::ffi::CString::new(entry.name.as_str()) {
+                    self.skipped.note(&name);
+                }
+                continue;
+            }
+            if self
+                .pattern
+                .as_ref()
+                .is_some_and(|p| !p.matches(&entry.name))
+            {
+                continue;
+            }
+            self.shown += 1;
+            let facts = !matches!(self.format, Format::Names { .. });
+            self.push_line(facts.then_some(&entry), &entry.name, out);
         }
     }
 
@@ -489,9 +524,22 @@ async fn step_permit() -> Result<tokio::sync::SemaphorePermit<'static>> {
         .map_err(|_| Error::Io(std::io::Error::other("listing permits closed")))
 }
 
+/// Where a listing's entries come from.
+enum Source {
+    /// A local directory, read in steps on the blocking pool.
+    Local(LocalHome),
+    /// Pages of a directory in object storage; `next` is where the next page starts (None:
+    /// none left).
+    Pages {
+        home: S3Home,
+        dir: VirtualPath,
+        next: Option<String>,
+    },
+}
+
 /// A listing being sent: its walk, and the text of the step taken last.
 pub(super) struct Listing {
-    home: LocalHome,
+    source: Source,
     /// None once the walk has ended.
     walk: Option<Walk>,
     text: String,
@@ -512,21 +560,115 @@ impl Listing {
             };
             let mut text = std::mem::take(&mut self.text);
             text.clear();
-            let permit = step_permit().await?;
-            let (walk, text, more) = self
-                .home
-                .run(move |v| {
-                    let _held = permit;
-                    let more = walk.step(v, &mut text)?;
-                    Ok::<_, Error>((walk, text, more))
-                })
-                .await?;
+            let (walk, text, more) = match &mut self.source {
+                Source::Local(home) => {
+                    let permit = step_permit().await?;
+                    home.run(move |v| {
+                        let _held = permit;
+                        let more = walk.step(v, &mut text)?;
+                        Ok::<_, Error>((walk, text, more))
+                    })
+                    .await?
+                }
+                Source::Pages { home, dir, next } => {
+                    let Some(token) = next.take() else {
+                        continue;
+                    };
+                    let (entries, after) = home.list_page(dir, Some(token)).await?;
+                    walk.show_page(entries, &mut text);
+                    *next = after;
+                    let more = next.is_some();
+                    (walk, text, more)
+                }
+            };
             self.text = text;
             self.ready = true;
             // A finished walk is dropped here, on the session's task: its log line (names
             // left out) lands in the session's span.
             self.walk = more.then_some(walk);
         }
+    }
+}
+
+/// [`Session::open_listing`] of a home in object storage: the first page is read here, so a
+/// missing directory fails before any reply. `format` is for a directory or a file,
+/// `matched` for the names of a wildcard (NLST prefixes them as the client typed them).
+async fn open_pages(
+    home: S3Home,
+    path: VirtualPath,
+    kind: ListKind,
+    framing: Framing,
+    format: Format,
+    matched: Format,
+) -> Result<Listing> {
+    let (dir, walk) = match home.stat(&path).await {
+        Ok(top) if top.kind == EntryKind::Dir => {
+            let walk = Walk::new(Items::Page(Vec::new()), path.clone(), format, framing);
+            (path, walk)
+        }
+        Ok(_) if kind == ListKind::Mlsd => {
+            return Err(Error::BadArgument(
+                "MLSD needs a directory; use MLST".into(),
+            ));
+        }
+        Ok(top) => {
+            let walk = Walk::one(top, path.clone(), format, framing);
+            let mut listing = Listing {
+                source: Source::Pages {
+                    home,
+                    dir: path,
+                    next: None,
+                },
+                walk: Some(walk),
+                text: String::new(),
+                ready: false,
+            };
+            // One entry: shown by the first call of `next`, through the local step.
+            listing.first_entry()?;
+            return Ok(listing);
+        }
+        Err(e) if e.is_not_found() && kind != ListKind::Mlsd => {
+            let (Some(dir), Some(pattern)) = (path.parent(), path.file_name()) else {
+                return Err(e.into());
+            };
+            if !glob::has_wildcards(pattern) {
+                return Err(e.into());
+            }
+            let pattern = Pattern::new(pattern);
+            let walk =
+                Walk::new(Items::Page(Vec::new()), dir.clone(), matched, framing).matching(pattern);
+            (dir, walk)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (entries, next) = home.list_page(&dir, None).await?;
+    let mut walk = walk;
+    let mut text = String::with_capacity(TEXT_ROOM);
+    walk.show_page(entries, &mut text);
+    let more = next.is_some();
+    Ok(Listing {
+        source: Source::Pages { home, dir, next },
+        walk: more.then_some(walk),
+        text,
+        ready: true,
+    })
+}
+
+impl Listing {
+    /// Shows a one-entry walk ([`Items::One`]) into the listing's text at once.
+    fn first_entry(&mut self) -> Result<()> {
+        if let Some(walk) = &mut self.walk {
+            if let Items::One(entry) = &mut walk.items {
+                if let Some(entry) = entry.take() {
+                    walk.shown += 1;
+                    let name = entry.name.clone();
+                    walk.push_line(Some(&entry), &name, &mut self.text);
+                }
+            }
+        }
+        self.walk = None;
+        self.ready = true;
+        Ok(())
     }
 }
 
@@ -544,8 +686,6 @@ impl Session {
         framing: Framing,
     ) -> Result<Listing> {
         let (files, _) = self.resolve(".")?;
-        // The stepped walk reads a local directory; other backends list in pages.
-        let Home::Local(home) = files;
         let path = path.clone();
         let typed_dir = typed
             .rsplit_once('/')
@@ -560,6 +700,21 @@ impl Session {
             ListKind::Nlst => Format::Names { prefix },
             ListKind::List => Format::Long { now },
             ListKind::Mlsd => Format::Facts(facts),
+        };
+        let home = match files {
+            Home::Local(home) => home,
+            // Object storage lists in pages, here on the session's task.
+            Home::S3(home) => {
+                return open_pages(
+                    home,
+                    path,
+                    kind,
+                    framing,
+                    format(String::new()),
+                    format(typed_dir),
+                )
+                .await
+            }
         };
         let permit = step_permit().await?;
         let opened = home
@@ -598,7 +753,7 @@ impl Session {
             .await?;
         let (walk, text, more) = opened?;
         Ok(Listing {
-            home,
+            source: Source::Local(home),
             walk: more.then_some(walk),
             text,
             ready: true,

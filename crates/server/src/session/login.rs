@@ -71,7 +71,7 @@ impl Session {
         let opened = tokio::task::spawn_blocking(move || {
             let files = shared
                 .storage
-                .open_home(&acct.home)
+                .open_home(&acct.home, &acct.name)
                 .map_err(|e| format!("home directory unavailable: {e}"))?;
             let usage = shared
                 .quotas

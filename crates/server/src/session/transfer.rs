@@ -572,7 +572,7 @@ impl Session {
             let stall = target.stall;
             // Zero-copy only where the kernel sees the plain bytes. Closing the socket sends
             // the FIN after the queued data, as shutdown(2) would.
-            if target.is_plain() && !ascii {
+            if target.is_plain() && !ascii && reader.is_local() {
                 let tcp = target.connect_plain().await?;
                 return data::send_file_zero_copy(tcp, &reader, offset, size, &sent, stall)
                     .await
@@ -709,6 +709,8 @@ impl Session {
         };
         let task = async move {
             let reserved = Arc::new(AtomicU64::new(0));
+            // Given back by the receiving side, for backends that complete through it.
+            let mut handed_back = None;
             let result = async {
                 let stall = target.stall;
                 let meter = data::UploadMeter {
@@ -720,7 +722,7 @@ impl Session {
                     threads,
                     user_threads,
                 };
-                if target.is_plain() && !ascii {
+                if target.is_plain() && !ascii && writer.is_local() {
                     let tcp = tokio::select! {
                         s = target.connect_plain() => s?,
                         _ = stop.cancelled() => return Err(aborted()),
@@ -731,11 +733,15 @@ impl Session {
                 }
                 let mut stream = tokio::select! {
                     s = target.connect() => s?,
-                    _ = stop.cancelled() => return Err(aborted()),
+                    _ = stop.cancelled() => {
+                        handed_back = Some(writer);
+                        return Err(aborted());
+                    }
                 };
-                let n = data::receive_file(&mut stream, writer, ascii, &meter)
-                    .await
-                    .map_err(classify)?;
+                let (writer, received) =
+                    data::receive_file(&mut stream, writer, ascii, &meter).await;
+                handed_back = writer;
+                let n = received.map_err(classify)?;
                 // Answer the client's TLS close_notify with ours (ftplib waits for it). The
                 // upload is complete either way, so a failure here changes nothing.
                 let _ = tokio::time::timeout(stall, stream.shutdown()).await;
@@ -746,7 +752,14 @@ impl Session {
             // With `sync_uploads`, a 226 promises that the bytes and the name they are under
             // are on stable storage (see `Home::complete_upload`).
             let completed = files
-                .complete_upload(&written, replaces, new_file, result.is_ok(), sync)
+                .complete_upload(
+                    handed_back,
+                    &written,
+                    replaces,
+                    new_file,
+                    result.is_ok(),
+                    sync,
+                )
                 .await;
             match &completed {
                 Ok(done) => {

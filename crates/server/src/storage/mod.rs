@@ -27,7 +27,9 @@ use std::io;
 use ferry_proto::listing::Entry;
 use ferry_proto::{FileTime, VirtualPath};
 
+mod claims;
 pub mod local;
+pub mod s3;
 
 /// Suffix of the hidden file an overwrite is written to before it replaces the original.
 pub const PART_SUFFIX: &str = ".ferry-part";
@@ -70,6 +72,19 @@ pub enum StorageError {
     /// 553: the name of an upload's part file, which no command may use.
     #[error("Reserved name: the server keeps unfinished uploads under it")]
     ReservedName,
+    /// 554: REST into the middle of an interrupted upload whose storage keeps it in parts
+    /// (S3): it can continue only where a part ends; `resumable` is the last such offset.
+    #[error(
+        "Invalid REST parameter: the interrupted upload can continue from {resumable} bytes \
+         (SIZE), not from inside a stored part"
+    )]
+    RestInsidePart { resumable: u64 },
+    /// 550: a directory rename that would copy more objects than the server allows.
+    #[error("Directory too large to rename here (more than {limit} objects): move its files")]
+    TooManyObjects { limit: usize },
+    /// 550: what this storage cannot do (MFMT on object storage).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// 552: the user's file limit (the byte limit is checked as bytes arrive).
     #[error("Exceeded storage allocation: {0}")]
     QuotaExceeded(&'static str),
@@ -129,7 +144,7 @@ pub struct UploadPlan {
     pub claim: UploadClaim,
 }
 
-pub use local::UploadClaim;
+pub use claims::UploadClaim;
 
 #[derive(Debug, Clone)]
 pub struct Replacement {
@@ -161,14 +176,66 @@ pub struct Completed {
 pub enum Reader {
     /// A regular file: sendfile(2), `preadv2(RWF_NOWAIT)` probes and positioned reads.
     Local(std::fs::File),
+    /// An object: read by ranged GETs.
+    S3(s3::S3Reader),
+}
+
+/// A reader's bytes from an offset on (RETR through user space: TLS, TYPE A, objects).
+pub enum ReadStream {
+    Local(tokio::fs::File),
+    S3(s3::ObjectStream),
+}
+
+impl ReadStream {
+    /// The next bytes into `buf`; 0 at the end.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt as _;
+        match self {
+            ReadStream::Local(file) => file.read(buf).await,
+            ReadStream::S3(object) => object.read(buf).await,
+        }
+    }
 }
 
 impl Reader {
-    /// Reads into `buf` from `offset` (blocking: a positioned read, no shared cursor).
+    /// Whether this is a file the kernel can send itself (sendfile(2)) and read with
+    /// positioned reads on the blocking pool ([`Reader::read_at`]).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Reader::Local(_))
+    }
+
+    /// The bytes from `offset` on, as a stream.
+    pub async fn into_stream(self, offset: u64) -> io::Result<ReadStream> {
+        use tokio::io::AsyncSeekExt as _;
+        match self {
+            Reader::Local(file) => {
+                let mut file = tokio::fs::File::from_std(file);
+                if offset > 0 {
+                    file.seek(io::SeekFrom::Start(offset)).await?;
+                }
+                Ok(ReadStream::Local(file))
+            }
+            Reader::S3(object) => Ok(ReadStream::S3(object.stream(offset).await?)),
+        }
+    }
+
+    /// The SHA-256 kept with the file, if the backend keeps one (objects uploaded in one
+    /// piece): HASH answers it without reading the file.
+    /// With the size of the file it is the digest of.
+    pub fn stored_sha256(&self) -> Option<(&str, u64)> {
+        match self {
+            Reader::Local(_) => None,
+            Reader::S3(object) => object.stored_sha256(),
+        }
+    }
+
+    /// Reads into `buf` from `offset` (blocking: a positioned read, no shared cursor). Local
+    /// files only: others are read as a stream ([`Reader::into_stream`]).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         use std::os::unix::fs::FileExt as _;
         match self {
             Reader::Local(file) => file.read_at(buf, offset),
+            Reader::S3(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
         }
     }
 
@@ -177,7 +244,9 @@ impl Reader {
     pub fn advise_sequential(&self, start: u64, len: u64) {
         use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
         use std::os::fd::AsRawFd;
-        let Reader::Local(file) = self;
+        let Reader::Local(file) = self else {
+            return;
+        };
         let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(len)) else {
             return;
         };
@@ -195,6 +264,15 @@ impl Reader {
 pub enum Writer {
     /// A regular file positioned at the upload's start (or opened to append).
     Local(std::fs::File),
+    /// An object being uploaded in parts.
+    S3(Box<s3::S3Upload>),
+}
+
+impl Writer {
+    /// Whether this is a file the one-thread plain upload can write.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Writer::Local(_))
+    }
 }
 
 /// A user's files, shareable between a session and its transfer tasks. Every method is
@@ -202,6 +280,7 @@ pub enum Writer {
 #[derive(Clone, Debug)]
 pub enum Home {
     Local(local::LocalHome),
+    S3(s3::S3Home),
 }
 
 /// Runs blocking work of a local home on the blocking pool.
@@ -219,15 +298,17 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.stat(&p)).await,
+            Home::S3(h) => h.stat(&p).await,
         }
     }
 
-    /// Facts about a path and how much of an interrupted overwrite of it has arrived (see
+    /// Facts about a path and how much of an interrupted upload of it is stored (see
     /// [`local::LocalHome::unfinished_size`]), for SIZE.
     pub async fn stat_with_unfinished(&self, path: &VirtualPath) -> Result<(Entry, Option<u64>)> {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| Ok((h.stat(&p)?, h.unfinished_size(&p)?))).await,
+            Home::S3(h) => h.stat_with_unfinished(&p).await,
         }
     }
 
@@ -246,6 +327,7 @@ impl Home {
                 })
                 .await
             }
+            Home::S3(h) => Ok(h.stat(&p).await?.kind == ferry_proto::listing::EntryKind::Dir),
         }
     }
 
@@ -260,6 +342,7 @@ impl Home {
                 let (file, size) = blocking(h, move |h| h.open_read(&p)).await?;
                 Ok((Reader::Local(file), size))
             }
+            Home::S3(h) => h.open_read(&p).await,
         }
     }
 
@@ -271,6 +354,7 @@ impl Home {
             Home::Local(h) => h
                 .open_read_cached(path)
                 .map(|(file, size)| (Reader::Local(file), size)),
+            Home::S3(_) => None,
         }
     }
 
@@ -281,6 +365,7 @@ impl Home {
         let p = target.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.open_upload(&p, mode)).await,
+            Home::S3(h) => h.open_upload(&p, mode).await,
         }
     }
 
@@ -289,13 +374,16 @@ impl Home {
         let base = base.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.create_unique(&base)).await,
+            Home::S3(h) => h.create_unique(&base).await,
         }
     }
 
     /// Ends an upload: reports the size stored, and if `ok`, makes the upload durable (with
-    /// `sync`) and, for an overwrite, puts the new version in place of the old.
+    /// `sync`) and, for an overwrite, puts the new version in place of the old. `writer` is
+    /// the upload's writer if the receiving side gave it back (a local file needs it not).
     pub async fn complete_upload(
         &self,
+        writer: Option<Writer>,
         written: &VirtualPath,
         replaces: Option<Replacement>,
         new_file: bool,
@@ -305,11 +393,15 @@ impl Home {
         let written = written.clone();
         match self {
             Home::Local(h) => {
+                // Closed before its size is read and it is flushed through a new descriptor.
+                drop(writer);
                 blocking(h, move |h| {
                     h.complete_upload(&written, replaces.as_ref(), new_file, ok, sync)
                 })
                 .await
             }
+            // An object is durable once stored: `sync` asks nothing more of it.
+            Home::S3(h) => h.complete_upload(writer, ok).await,
         }
     }
 
@@ -317,6 +409,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.mkdir(&p)).await,
+            Home::S3(h) => h.mkdir(&p).await,
         }
     }
 
@@ -324,6 +417,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.rmdir(&p)).await,
+            Home::S3(h) => h.rmdir(&p).await,
         }
     }
 
@@ -332,6 +426,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.remove_file(&p)).await,
+            Home::S3(h) => h.remove_file(&p).await,
         }
     }
 
@@ -340,6 +435,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.exists(&p)).await,
+            Home::S3(h) => h.exists(&p).await,
         }
     }
 
@@ -348,6 +444,7 @@ impl Home {
         let (from, to) = (from.clone(), to.clone());
         match self {
             Home::Local(h) => blocking(h, move |h| h.rename(&from, &to)).await,
+            Home::S3(h) => h.rename(&from, &to).await,
         }
     }
 
@@ -356,6 +453,9 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => blocking(h, move |h| h.set_modified(&p, time)).await,
+            Home::S3(_) => Err(StorageError::Unsupported(
+                "Modification times are not kept on this server's storage",
+            )),
         }
     }
 }
@@ -363,6 +463,7 @@ impl Home {
 /// The server's storage: opens users' homes.
 pub enum Storage {
     Local(Homes),
+    S3(s3::S3Storage),
 }
 
 impl Storage {
@@ -371,18 +472,40 @@ impl Storage {
         Storage::Local(Homes::default())
     }
 
-    /// Bytes and regular files stored under `home` (part files count in bytes, not as
-    /// files), for quotas. Blocking: a walk of the whole home.
-    pub fn scan_usage(&self, home: &std::path::Path) -> Result<(u64, u64)> {
-        match self {
-            Storage::Local(_) => Ok(local::usage::scan(home)?),
+    /// The storage `config` names: local, or the S3 bucket (connected: a bad endpoint or bad
+    /// credentials fail here, named).
+    pub async fn from_config(
+        config: &crate::config::StorageConfig,
+    ) -> std::result::Result<Storage, String> {
+        match config {
+            crate::config::StorageConfig::Local => Ok(Storage::local()),
+            crate::config::StorageConfig::S3(settings) => {
+                Ok(Storage::S3(s3::S3Storage::connect(settings).await?))
+            }
         }
     }
 
-    /// The user's home, opened (and created if missing). Blocking.
-    pub fn open_home(&self, home: &std::path::Path) -> Result<Home> {
+    /// Bytes and regular files stored for a user (part files and unfinished uploads count in
+    /// bytes, not as files), for quotas. Blocking: call it on the blocking pool (or outside
+    /// any runtime).
+    pub fn scan_usage(&self, home: &std::path::Path, name: &str) -> Result<(u64, u64)> {
+        match self {
+            Storage::Local(_) => Ok(local::usage::scan(home)?),
+            Storage::S3(s3) => match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle.block_on(s3.scan_usage(name)),
+                Err(_) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(s3.scan_usage(name)),
+            },
+        }
+    }
+
+    /// The home of a user, opened (a local one created if missing). Blocking.
+    pub fn open_home(&self, home: &std::path::Path, name: &str) -> Result<Home> {
         match self {
             Storage::Local(homes) => Ok(Home::Local(homes.open(home)?)),
+            Storage::S3(s3) => Ok(Home::S3(s3.open_home(name))),
         }
     }
 }

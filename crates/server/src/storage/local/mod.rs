@@ -14,13 +14,14 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions};
 use ferry_proto::listing::Entry;
 use ferry_proto::{FileTime, VirtualPath};
 
+use super::claims::{is_uploading, Claims, UploadClaim};
 use super::{is_part_name, PART_SUFFIX};
 use super::{Completed, Freed, Replacement, Result, StorageError, UploadMode, UploadPlan, Writer};
 
@@ -40,36 +41,6 @@ pub enum WriteMode {
     Resume(u64),
     /// STOU: only a new file.
     CreateNew,
-}
-
-/// A name an upload is writing. While it is held, another upload to the name, a DELE of it,
-/// and a rename of it (or of a directory above it, or onto it) get 450 "file busy": two
-/// writers would interleave their bytes, and a file deleted under a running upload would be
-/// released from the quota twice (by the delete, then by the upload's settlement).
-pub struct UploadClaim {
-    home: Arc<SharedDir>,
-    path: VirtualPath,
-}
-
-impl std::fmt::Debug for UploadClaim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("UploadClaim").field(&self.path).finish()
-    }
-}
-
-impl Drop for UploadClaim {
-    fn drop(&mut self) {
-        self.home.uploading().remove(&self.path);
-    }
-}
-
-/// Whether an upload writes `path` or a name below it.
-fn is_uploading(uploading: &HashSet<VirtualPath>, path: &VirtualPath) -> bool {
-    uploading.iter().any(|p| {
-        p.as_str()
-            .strip_prefix(path.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
 }
 
 /// Longest name (bytes) Linux file systems hold in one path component.
@@ -92,15 +63,13 @@ pub struct LocalHome {
 #[derive(Debug)]
 struct SharedDir {
     dir: Dir,
-    /// The targets of the uploads running in this home ([`UploadClaim`]). A delete or rename
-    /// holds the lock from its check to its change, so it cannot slip between an upload's
-    /// claim and its file.
-    uploading: Mutex<HashSet<VirtualPath>>,
+    /// The names uploads are writing in this home.
+    claims: Arc<Claims>,
 }
 
 impl SharedDir {
     fn uploading(&self) -> MutexGuard<'_, HashSet<VirtualPath>> {
-        self.uploading.lock().unwrap_or_else(|p| p.into_inner())
+        self.claims.lock()
     }
 }
 
@@ -150,7 +119,7 @@ impl LocalHome {
         Ok(LocalHome {
             root: Arc::new(SharedDir {
                 dir,
-                uploading: Mutex::default(),
+                claims: Arc::default(),
             }),
         })
     }
@@ -444,14 +413,7 @@ impl LocalHome {
 
     /// Marks `target` as being uploaded to; 450 if another upload already writes it.
     fn claim_upload(&self, target: &VirtualPath) -> Result<UploadClaim> {
-        let mut uploading = self.root.uploading();
-        if !uploading.insert(target.clone()) {
-            return Err(StorageError::UploadInProgress);
-        }
-        Ok(UploadClaim {
-            home: self.root.clone(),
-            path: target.clone(),
-        })
+        self.root.claims.claim(target)
     }
 
     /// Ends an upload (see [`super::Home::complete_upload`]). What a 226 promises with
