@@ -8,6 +8,9 @@
 #                                    and DIR/env (S3_ENDPOINT, AWS_*, S3_BUCKET), print the endpoint
 #   scripts/seaweedfs.sh stop DIR    stop the process recorded in DIR/pid
 #
+# A start in a DIR of an earlier start (stopped since) serves the same data on the same ports
+# with the same credentials: a restart, for tests of the service going away and coming back.
+#
 # Every port it opens is chosen free (bound to port 0 first) and given on the command line, and
 # every listener binds 127.0.0.1 only, so two instances can run side by side. WebDAV, the admin
 # UI, the Iceberg and Lance catalogs and telemetry are off.
@@ -109,8 +112,15 @@ start() {
   # weed mini keeps the options of its first start in DIR/mini.options and reads them back; ports
   # are always given on the command line below, which wins over that file.
   local p_master p_volume p_filer p_s3 p_admin
-  read -r p_master p_volume p_filer p_s3 p_admin <<<"$(free_port_pairs 5)"
-  SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+  if [ -f "$DIR/ports" ] && [ -f "$DIR/env" ]; then
+    # A restart: the ports and the secret of the first start.
+    read -r p_master p_volume p_filer p_s3 p_admin <"$DIR/ports"
+    SECRET=$(sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$DIR/env")
+  else
+    read -r p_master p_volume p_filer p_s3 p_admin <<<"$(free_port_pairs 5)"
+    SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+    echo "$p_master $p_volume $p_filer $p_s3 $p_admin" >"$DIR/ports"
+  fi
   ENDPOINT="http://127.0.0.1:$p_s3"
 
   # The filer and S3 gateway also open unix sockets; keep them in DIR, not /tmp.

@@ -252,6 +252,7 @@ def assert_rclone_synced(srv, conf, tmp_path, local: Path, mtimes: dict[str, int
 
 
 @pytest.mark.parametrize("mode", ["explicit", "implicit"])
+@pytest.mark.local_only  # S3 keeps no modification times (MFMT is refused there)
 def test_rclone_ftps_sync_check_and_modtimes(start_server, tmp_path, mode):
     need("rclone")
     srv = start_server(implicit_tls_listen="127.0.0.1:0")

@@ -25,6 +25,8 @@ from ftphelp import PASSWORDS, upload, wait_for_size
 # Every test here runs against local disk and S3 (see conftest.py).
 BACKENDS = ("local", "s3")
 
+from conftest import S3Path  # noqa: E402
+
 TOOL_TIMEOUT = 60
 
 
@@ -42,6 +44,10 @@ def quoted_pw(user="alice"):
 
 
 def disk_usage(home) -> tuple[int, int]:
+    """What the user's files hold: bytes (part files and unfinished uploads included) and
+    regular files, on disk or in the bucket."""
+    if isinstance(home, S3Path):
+        return home.usage()
     total, files = 0, 0
     for root, _dirs, names in os.walk(home):
         for n in names:
@@ -97,6 +103,7 @@ def test_concurrent_uploads_never_exceed_the_quota(start_server, sessions):
     assert used_after <= QUOTA
 
 
+@pytest.mark.local_only  # keeps the bytes that fit, under one S3 part
 def test_quota_full_upload_stops_at_the_limit_and_delete_gives_space_back(start_server):
     srv = start_server(user_args={"alice": ["--quota", "100000"]})
     ftp = srv.connect("alice")
@@ -165,7 +172,8 @@ def test_usage_survives_restart_and_rescan_sees_outside_changes(start_server):
     ftp.quit()
     # `ferryd user rescan` after another outside change; picked up at the next login.
     (srv.home() / "outside.bin").unlink()
-    r = subprocess.run([str(srv.binary), "--data-dir", str(srv.data_dir), "user", "rescan", "alice"],
+    r = subprocess.run([str(srv.binary), "--data-dir", str(srv.data_dir),
+                        "--config", str(srv.config_path), "user", "rescan", "alice"],
                        capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "1 files" in r.stdout.decode(), r.stdout
@@ -199,6 +207,7 @@ def test_server_default_quota_applies_to_users_without_their_own(ferry_server):
 
 # --- resume ------------------------------------------------------------------------------
 
+@pytest.mark.local_only  # watches the file grow on disk (test_s3.py resumes on S3)
 def test_curl_upload_killed_then_resumed_with_continue_at(ferry_server, tmp_path):
     need("curl")
     data = os.urandom(20 * 1024 * 1024)
@@ -253,6 +262,7 @@ def test_curl_download_resume(ferry_server, tmp_path):
     assert dst.read_bytes() == data
 
 
+@pytest.mark.local_only  # part files on disk
 def test_interrupted_overwrite_keeps_the_old_file(ferry_server):
     old = b"the precious old version\n" * 1000
     (ferry_server.home() / "doc.txt").write_bytes(old)
@@ -287,6 +297,7 @@ def reset_close(conn):
     conn.close()
 
 
+@pytest.mark.local_only  # part files on disk
 def test_rest_stor_resumes_an_interrupted_overwrite(ferry_server):
     old = b"old" * 1000
     (ferry_server.home() / "v.bin").write_bytes(old)
@@ -319,6 +330,7 @@ def interrupt_overwrite(ftp, name, data):
         ftp.voidresp()
 
 
+@pytest.mark.local_only  # part files on disk
 def test_rename_drops_the_unfinished_overwrites_of_both_names(start_server):
     srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
     home = srv.home()
@@ -340,6 +352,7 @@ def test_rename_drops_the_unfinished_overwrites_of_both_names(start_server):
     assert (home / "a.bin").read_bytes() == b"x" * 100 + b"y" * 50
 
 
+@pytest.mark.local_only  # part files on disk
 def test_new_upload_clears_a_stale_part_of_its_name(start_server):
     srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
     home = srv.home()
@@ -368,6 +381,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.local_only  # a small file system
 def test_disk_full_is_452_and_the_session_goes_on(start_server, small_disk):
     home = small_disk / "carol"
     srv = start_server(users={"carol": "carol-pw-123"}, user_args={"carol": ["--home", str(home)]})
@@ -407,6 +421,7 @@ def wait_until(pred, timeout=10):
     return True
 
 
+@pytest.mark.local_only  # watches the file grow on disk
 def test_aborted_upload_leaves_usage_equal_to_the_disk(start_server):
     srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
     ftp = srv.connect("alice")
@@ -426,6 +441,7 @@ def test_aborted_upload_leaves_usage_equal_to_the_disk(start_server):
     assert quota_used_bytes(ftp) == on_disk, (ftp.sendcmd("SITE QUOTA"), on_disk)
 
 
+@pytest.mark.local_only  # watches the file grow on disk
 def test_client_killed_mid_upload_leaves_usage_equal_to_the_disk(start_server):
     srv = start_server(user_args={"alice": ["--quota", "100MiB"]})
     ftp = srv.connect("alice")
@@ -444,6 +460,7 @@ def test_client_killed_mid_upload_leaves_usage_equal_to_the_disk(start_server):
         srv.connect("alice").sendcmd("SITE QUOTA"), on_disk())
 
 
+@pytest.mark.local_only  # watches the file grow on disk
 def test_a_running_upload_keeps_its_name_busy(start_server):
     """While one session uploads a file, another session's upload, delete or rename of it is
     refused with 450 (two writers would interleave their bytes; a delete under a running

@@ -15,6 +15,8 @@ from ftphelp import code, list_entries, mlsd_entries, retr_bytes, stor_bytes
 # Every test here runs against local disk and S3 (see conftest.py).
 BACKENDS = ("local", "s3")
 
+from conftest import s3_client  # noqa: E402
+
 SECRET = b"TOP SECRET outside the jail\n"
 ETC_NAMES = {"passwd", "hostname", "hosts", "group", "shadow", "fstab", "os-release"}
 
@@ -28,6 +30,14 @@ def jail(ferry_server, tmp_path):
     (home / "sub").mkdir()
     (home / "sub" / "f.txt").write_bytes(b"inside")
     (bob / "bobfile.txt").write_bytes(b"bob private")
+    if srv.backend == "s3":
+        # No links in a bucket: what a path that climbed out of the home would reach is
+        # other keys, so they exist and hold the secret (the bucket's own /etc/passwd).
+        client, bucket = s3_client(), srv.s3_bucket
+        for key in ("etc/passwd", "etc/hostname", "homes/etc/passwd", "secret.txt"):
+            client.put_object(Bucket=bucket, Key=f"{srv.s3_prefix}/{key}", Body=SECRET)
+        srv.outside = None
+        return srv
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_bytes(SECRET)
@@ -100,7 +110,8 @@ def test_cwd_many_dotdots_then_list_shows_only_home(jail, ftp):
     c = code(ftp.cwd, "../../../../")
     assert c in (250, 550), c
     assert ftp.pwd() == "/"
-    assert set(ftp.nlst()) == {"mine.txt", "sub", "escape", "tobob", "out", "outfile", "up"}
+    links = {"escape", "tobob", "out", "outfile", "up"} if jail.backend == "local" else set()
+    assert set(ftp.nlst()) == {"mine.txt", "sub"} | links
     assert list_entries(ftp)["mine.txt"].size == 4
 
 
@@ -113,11 +124,13 @@ def test_list_dotdot_paths_show_home(jail, ftp):
 
 # ------------------------------------------------------ symlinks
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_cwd_symlink_to_etc_550(jail, ftp):
     assert code(ftp.cwd, "escape") == 550
     assert ftp.pwd() == "/"
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_retr_through_symlink_550(jail, ftp):
     retr_denied(ftp, "escape/passwd")
     retr_denied(ftp, "/escape/hostname")
@@ -126,6 +139,7 @@ def test_retr_through_symlink_550(jail, ftp):
     assert_alive(ftp)
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 @pytest.mark.parametrize("cmd", ["LIST", "NLST", "MLSD"])
 def test_listing_through_symlink(jail, ftp, cmd):
     lines: list[str] = []
@@ -144,6 +158,7 @@ def test_listing_through_symlink(jail, ftp, cmd):
     assert_alive(ftp)
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_symlink_to_other_user_550(jail, ftp):
     assert code(ftp.cwd, "tobob") == 550
     retr_denied(ftp, "tobob/bobfile.txt")
@@ -155,6 +170,7 @@ def test_symlink_to_other_user_550(jail, ftp):
     assert not any("bobfile" in l for l in lines), lines
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_symlink_to_parent_550(jail, ftp):
     assert code(ftp.cwd, "up") == 550
     retr_denied(ftp, "up/bob/bobfile.txt")
@@ -169,6 +185,7 @@ def test_symlink_to_parent_550(jail, ftp):
 @pytest.mark.parametrize("cmd", ["SIZE outfile", "MDTM outfile", "MLST outfile", "SIZE escape/passwd",
                                  "MDTM out/secret.txt", "MLST escape/passwd", "RNFR out/secret.txt",
                                  "DELE out/secret.txt", "MKD out/newdir", "RMD escape/.."])
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_metadata_through_symlink_550(jail, ftp, cmd):
     ftp.voidcmd("TYPE I")
     assert code(ftp.sendcmd, cmd) == 550
@@ -176,6 +193,7 @@ def test_metadata_through_symlink_550(jail, ftp, cmd):
     assert not (jail.outside / "newdir").exists()
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_writes_through_symlink_refused(jail, ftp):
     outside = jail.outside
     assert code(stor_bytes, ftp, "out/new.txt", b"pwned") in (550, 553)
@@ -184,17 +202,19 @@ def test_writes_through_symlink_refused(jail, ftp):
     assert code(stor_bytes, ftp, "outfile", b"pwned", cmd="APPE") in (550, 553)
     assert code(stor_bytes, ftp, "out/secret.txt", b"pwned", cmd="APPE") in (550, 553)
     assert (outside / "secret.txt").read_bytes() == SECRET
-    assert sorted(os.listdir(outside)) == ["secret.txt"]
+    assert sorted([p.name for p in (outside).iterdir()]) == ["secret.txt"]
     assert_alive(ftp)
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_rename_into_symlinked_dir_refused(jail, ftp):
     assert ftp.sendcmd("RNFR mine.txt")[:3] == "350"
     assert code(ftp.sendcmd, "RNTO out/mine.txt") in (550, 553)
     assert (jail.home() / "mine.txt").read_bytes() == b"mine"
-    assert sorted(os.listdir(jail.outside)) == ["secret.txt"]
+    assert sorted([p.name for p in (jail.outside).iterdir()]) == ["secret.txt"]
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_renamed_symlink_still_refused(jail, ftp):
     # Renaming the link itself stays inside the home; following it must still fail.
     c = code(ftp.rename, "outfile", "innocent.txt")
@@ -205,11 +225,13 @@ def test_renamed_symlink_still_refused(jail, ftp):
     assert (jail.outside / "secret.txt").read_bytes() == SECRET
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_dele_symlink_never_deletes_target(jail, ftp):
     code(ftp.delete, "outfile")  # removing the link itself is acceptable
     assert (jail.outside / "secret.txt").read_bytes() == SECRET
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_symlink_inside_home_allowed(jail, ftp):
     os.symlink("sub", jail.home() / "inner")
     assert retr_bytes(ftp, "inner/f.txt") == b"inside"
@@ -249,11 +271,11 @@ def test_nul_byte_retr_raw(jail):
                                   b"DELE mine.txt\x00x", b"MKD \x00"])
 def test_nul_byte_other_commands(jail, line):
     c = jail.raw("alice")
-    before = sorted(os.listdir(jail.home()))
+    before = sorted([p.name for p in (jail.home()).iterdir()])
     r = c.cmd(line)
     assert 500 <= r.code < 600, (line, r)
     assert c.cmd("NOOP").code == 200
-    assert sorted(os.listdir(jail.home())) == before
+    assert sorted([p.name for p in (jail.home()).iterdir()]) == before
     assert (jail.home() / "mine.txt").read_bytes() == b"mine"
 
 
@@ -261,11 +283,11 @@ def test_nul_byte_other_commands(jail, line):
                                   b"DELE mine\xff.txt", b"SIZE \xc0\xaf"])
 def test_invalid_utf8_raw(jail, line):
     c = jail.raw("alice")
-    before = sorted(os.listdir(jail.home()))
+    before = sorted([p.name for p in (jail.home()).iterdir()])
     r = raw_retr(c, line) if line.startswith(b"RETR") else c.cmd(line)
     assert 500 <= r.code < 600, (line, r)
     assert c.cmd("NOOP").code == 200
-    assert sorted(os.listdir(jail.home())) == before
+    assert sorted([p.name for p in (jail.home()).iterdir()]) == before
 
 
 def test_long_component_refused(jail, ftp):
@@ -305,6 +327,7 @@ def test_stor_name_dot_and_dotdot(jail, ftp):
     assert_alive(ftp)
 
 
+@pytest.mark.local_only  # symlinks and hard links on disk
 def test_hard_link_to_a_file_outside_the_home_is_never_written(ferry_server, ftp, tmp_path):
     """A hard link made by someone with shell access: the jail cannot tell where the file's
     other names are, so a file with more than one link is not changed in place (APPE,

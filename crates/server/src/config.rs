@@ -75,6 +75,7 @@ pub struct S3File {
     pub part_size_mib: Option<u64>,
     pub rename_max_objects: Option<usize>,
     pub abandoned_upload_hours: Option<u64>,
+    pub multipart_copy_threshold_mib: Option<u64>,
 }
 
 /// Where users' files live, validated.
@@ -117,6 +118,8 @@ pub struct S3Settings {
     pub rename_max_objects: usize,
     /// Unfinished uploads older than this are aborted (their parts deleted).
     pub abandoned_upload_age: Duration,
+    /// Objects above this are copied (renamed) part by part, not with one CopyObject.
+    pub multipart_copy_threshold: u64,
 }
 
 /// `[s3] part_size_mib`: S3's smallest part is 5 MiB; 512 MiB parts make 10,000-part objects of
@@ -124,6 +127,9 @@ pub struct S3Settings {
 pub const S3_PART_SIZE_MIB: RangeInclusive<u64> = 5..=512;
 /// `[s3] rename_max_objects`: a directory rename copies each object.
 pub const S3_RENAME_MAX_OBJECTS: RangeInclusive<usize> = 1..=1_000_000;
+/// `[s3] multipart_copy_threshold_mib`: CopyObject copies at most 5 GiB; a lower threshold
+/// copies smaller objects in parts too (in parts of 512 MiB, or of the threshold when smaller).
+pub const S3_MULTIPART_COPY_THRESHOLD_MIB: RangeInclusive<u64> = 5..=5 * 1024;
 /// `[s3] abandoned_upload_hours`: an hour to a year.
 pub const S3_ABANDONED_UPLOAD_HOURS: RangeInclusive<u64> = 1..=24 * 366;
 
@@ -161,6 +167,12 @@ impl S3File {
                 10_000,
                 &S3_RENAME_MAX_OBJECTS,
             )?,
+            multipart_copy_threshold: count(
+                "[s3] multipart_copy_threshold_mib",
+                self.multipart_copy_threshold_mib,
+                5 * 1024,
+                &S3_MULTIPART_COPY_THRESHOLD_MIB,
+            )? << 20,
             abandoned_upload_age: Duration::from_secs(
                 count(
                     "[s3] abandoned_upload_hours",

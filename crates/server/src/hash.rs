@@ -190,11 +190,8 @@ pub async fn digest_file(
         _ = cancel.cancelled() => return Ok(Outcome::Cancelled(0)),
     };
     if !file.is_local() {
-        let outcome = hash_stream(file, algo, start, len, &progress, &cancel).await;
+        let outcome = hash_stream(file, algo, start, len, &progress, &cancel, &label).await;
         drop(permit);
-        if let Ok(Outcome::Cancelled(bytes)) = &outcome {
-            tracing::info!(job = %ferry_proto::reply::Escaped(&label), bytes, of = len, result = "cancelled", "hash stopped");
-        }
         guard.disarm();
         return outcome;
     }
@@ -224,7 +221,29 @@ async fn hash_stream(
     len: u64,
     progress: &AtomicU64,
     cancel: &CancellationToken,
+    label: &str,
 ) -> io::Result<Outcome> {
+    // Logs "hash stopped" however the digest ends early (cancelled, or its task dropped when
+    // the client went away), as the blocking worker of a local file does.
+    struct Stopped<'a> {
+        done: u64,
+        len: u64,
+        label: &'a str,
+        finished: bool,
+    }
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            if !self.finished {
+                tracing::info!(job = %ferry_proto::reply::Escaped(self.label), bytes = self.done, of = self.len, result = "cancelled", "hash stopped");
+            }
+        }
+    }
+    let mut stopped = Stopped {
+        done: 0,
+        len,
+        label,
+        finished: false,
+    };
     let mut stream = file.into_stream(start).await?;
     let mut hasher = Hasher::new(algo);
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
@@ -258,8 +277,10 @@ async fn hash_stream(
         .map_err(|e| io::Error::other(format!("hash task failed: {e}")))?;
         (hasher, buf) = (h, b);
         done += filled as u64;
+        stopped.done = done;
         progress.fetch_add(filled as u64, Ordering::Relaxed);
     }
+    stopped.finished = true;
     Ok(Outcome::Done(hasher.finish_hex()))
 }
 

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::storage::is_part_name;
 use crate::storage::local::LocalHome;
 use crate::storage::s3::S3Home;
-use crate::storage::{Home, MAX_LIST_ENTRIES};
+use crate::storage::{Home, StorageError, MAX_LIST_ENTRIES};
 
 /// Text one step produces before it returns (it finishes the line it is on).
 const STEP_BYTES: usize = 64 * 1024;
@@ -590,6 +590,20 @@ impl Listing {
     }
 }
 
+/// A path that does not exist may be a wildcard for its directory's names (NLST and LIST only:
+/// RFC 3659 has MLSD name one directory): its directory and pattern; else `missing`.
+fn as_wildcard(
+    path: &VirtualPath,
+    missing: StorageError,
+) -> std::result::Result<(VirtualPath, Pattern), StorageError> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(pattern)) if glob::has_wildcards(pattern) => {
+            Ok((dir, Pattern::new(pattern)))
+        }
+        _ => Err(missing),
+    }
+}
+
 /// [`Session::open_listing`] of a home in object storage: the first page is read here, so a
 /// missing directory fails before any reply. `format` is for a directory or a file,
 /// `matched` for the names of a wildcard (NLST prefixes them as the client typed them).
@@ -628,13 +642,7 @@ async fn open_pages(
             return Ok(listing);
         }
         Err(e) if e.is_not_found() && kind != ListKind::Mlsd => {
-            let (Some(dir), Some(pattern)) = (path.parent(), path.file_name()) else {
-                return Err(e.into());
-            };
-            if !glob::has_wildcards(pattern) {
-                return Err(e.into());
-            }
-            let pattern = Pattern::new(pattern);
+            let (dir, pattern) = as_wildcard(&path, e)?;
             let walk =
                 Walk::new(Items::Page(Vec::new()), dir.clone(), matched, framing).matching(pattern);
             (dir, walk)
@@ -734,13 +742,7 @@ impl Session {
                     // be a pattern for its directory's names (NLST/LIST only: RFC 3659 has
                     // MLSD name one directory).
                     Err(e) if e.is_not_found() && kind != ListKind::Mlsd => {
-                        let (Some(dir), Some(pattern)) = (path.parent(), path.file_name()) else {
-                            return Err(e.into());
-                        };
-                        if !glob::has_wildcards(pattern) {
-                            return Err(e.into());
-                        }
-                        let pattern = Pattern::new(pattern);
+                        let (dir, pattern) = as_wildcard(&path, e)?;
                         Walk::dir(v, dir, format(typed_dir), framing)?.matching(pattern)
                     }
                     Err(e) => return Err(e.into()),
@@ -1082,7 +1084,7 @@ mod tests {
         let mut text = String::new();
         assert!(walk.step(&home, &mut text).expect("step"));
         let mut listing = Listing {
-            home: home.clone(),
+            source: Source::Local(home.clone()),
             walk: Some(walk),
             text,
             ready: true,

@@ -115,6 +115,21 @@ impl StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// STOU tries this many names before it gives up.
+const UNIQUE_TRIES: u32 = 1000;
+
+/// STOU's `n`th candidate for `base`: "name", then "name.1", "name.2", ...
+fn unique_name(base: &VirtualPath, n: u32) -> Result<VirtualPath> {
+    if n == 0 {
+        return Ok(base.clone());
+    }
+    let name = format!("{}.{n}", base.file_name().unwrap_or("file"));
+    base.parent()
+        .unwrap_or_else(VirtualPath::root)
+        .join(&name)
+        .map_err(|e| StorageError::Io(io::Error::new(io::ErrorKind::InvalidFilename, e)))
+}
+
 /// How an upload command asks to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {

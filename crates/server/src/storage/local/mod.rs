@@ -234,16 +234,8 @@ impl LocalHome {
 
     /// STOU: a new file named after `base` ("name", "name.1", "name.2", ...).
     pub fn create_unique(&self, base: &VirtualPath) -> Result<UploadPlan> {
-        for n in 0..1000u32 {
-            let candidate = if n == 0 {
-                base.clone()
-            } else {
-                let name = format!("{}.{n}", base.file_name().unwrap_or("file"));
-                base.parent()
-                    .unwrap_or_else(VirtualPath::root)
-                    .join(&name)
-                    .map_err(invalid)?
-            };
+        for n in 0..super::UNIQUE_TRIES {
+            let candidate = super::unique_name(base, n)?;
             let Ok(claim) = self.claim_upload(&candidate) else {
                 continue;
             };
@@ -789,7 +781,9 @@ mod tests {
             .expect("plan");
         assert_eq!(plan.written.as_str(), "/.f.ferry-part");
         assert!(!plan.new_file);
-        let Writer::Local(file) = &mut plan.writer;
+        let Writer::Local(file) = &mut plan.writer else {
+            panic!("a local plan writes a file");
+        };
         file.write_all(b"new").expect("write");
         // Interrupted here: the old file is intact and the part is hidden from listings.
         assert_eq!(
@@ -809,7 +803,9 @@ mod tests {
             .open_upload(&vp("f"), UploadMode::Stor { rest: 3 })
             .expect("resume");
         assert_eq!(plan.written.as_str(), "/.f.ferry-part");
-        let Writer::Local(file) = &mut plan.writer;
+        let Writer::Local(file) = &mut plan.writer else {
+            panic!("a local plan writes a file");
+        };
         file.write_all(b" stuff").expect("write");
         let rep = plan.replaces.clone().expect("replacement");
         assert_eq!(rep.old_size, Some(11));

@@ -89,7 +89,11 @@ impl S3Storage {
             path_style: settings.path_style,
             ..S3Config::default()
         };
-        let bucket = Bucket::connect(&cfg).await.map_err(|e| e.to_string())?;
+        let threshold = settings.multipart_copy_threshold;
+        let bucket = Bucket::connect(&cfg)
+            .await
+            .and_then(|b| b.with_copy_threshold(threshold, threshold.min(512 << 20)))
+            .map_err(|e| e.to_string())?;
         Ok(S3Storage {
             bucket,
             settings: settings.clone(),
@@ -209,6 +213,19 @@ fn kind(kind: io::ErrorKind) -> StorageError {
     StorageError::kind(kind)
 }
 
+/// Names a bucket key may hold. A backslash is refused (553): on a disk it is an ordinary
+/// character, but some S3 servers (SeaweedFS) take it for a separator, so `a\\b` would name
+/// `a/b`, another object than the one the user asked for.
+fn check(path: &VirtualPath) -> Result<()> {
+    if path.as_str().contains('\\') {
+        return Err(StorageError::Io(io::Error::new(
+            io::ErrorKind::InvalidFilename,
+            "backslash in an object name",
+        )));
+    }
+    Ok(())
+}
+
 impl S3Home {
     fn bucket(&self) -> &Bucket {
         &self.shared.bucket
@@ -285,6 +302,7 @@ impl S3Home {
     }
 
     pub async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
+        check(path)?;
         if !path.is_root() {
             if let Some(meta) = self.bucket().head(&self.key(path)).await? {
                 return Ok(file_entry(Self::name_of(path), &meta));
@@ -299,6 +317,7 @@ impl S3Home {
     /// For SIZE: the object (or, for an upload never completed, a file of the bytes it kept),
     /// and the size of its unfinished upload.
     pub async fn stat_with_unfinished(&self, path: &VirtualPath) -> Result<(Entry, Option<u64>)> {
+        check(path)?;
         if path.is_root() {
             return Ok((self.stat(path).await?, None));
         }
@@ -314,6 +333,7 @@ impl S3Home {
     }
 
     pub async fn open_read(&self, path: &VirtualPath) -> Result<(Reader, u64)> {
+        check(path)?;
         if path.is_root() {
             return Err(kind(io::ErrorKind::IsADirectory));
         }
@@ -353,6 +373,7 @@ impl S3Home {
     /// See the module documentation and [`super::local::LocalHome::open_upload`]: the same
     /// rules, with the pending upload in the part file's place.
     pub async fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> Result<UploadPlan> {
+        check(target)?;
         if target.is_root() {
             return Err(kind(io::ErrorKind::IsADirectory));
         }
@@ -408,6 +429,12 @@ impl S3Home {
             },
             (UploadMode::Stor { .. }, None) => (0, 0),
         };
+        if object.is_some() && upload.upload_id.is_none() {
+            // An overwrite is a pending upload from its first byte on: SIZE answers what it
+            // has stored (0 so far), never the old object's size, which a resume (curl -C -,
+            // lftp reput) would take as the new version's first bytes.
+            upload.begin().await?;
+        }
         let new_file = object.is_none() && start == 0;
         upload.replaced = match old_size {
             // The object's bytes before `start` live on in the new version.
@@ -431,16 +458,9 @@ impl S3Home {
 
     /// STOU: the first free name of `base`, `base.1`, ...
     pub async fn create_unique(&self, base: &VirtualPath) -> Result<UploadPlan> {
-        for n in 0..1000u32 {
-            let candidate = if n == 0 {
-                base.clone()
-            } else {
-                let name = format!("{}.{n}", base.file_name().unwrap_or("file"));
-                base.parent()
-                    .unwrap_or_else(VirtualPath::root)
-                    .join(&name)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidFilename, e))?
-            };
+        check(base)?;
+        for n in 0..super::UNIQUE_TRIES {
+            let candidate = super::unique_name(base, n)?;
             match self.stat(&candidate).await {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
@@ -474,6 +494,7 @@ impl S3Home {
     }
 
     pub async fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        check(path)?;
         if path.is_root() || self.stat(path).await.is_ok() {
             return Err(kind(io::ErrorKind::AlreadyExists));
         }
@@ -484,6 +505,7 @@ impl S3Home {
     }
 
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<()> {
+        check(path)?;
         if path.is_root() {
             return Err(kind(io::ErrorKind::PermissionDenied));
         }
@@ -506,6 +528,7 @@ impl S3Home {
     }
 
     pub async fn remove_file(&self, path: &VirtualPath) -> Result<Freed> {
+        check(path)?;
         if path.is_root() {
             return Err(kind(io::ErrorKind::IsADirectory));
         }
@@ -535,6 +558,8 @@ impl S3Home {
     }
 
     pub async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<Freed> {
+        check(from)?;
+        check(to)?;
         if from.is_root() || to.is_root() {
             return Err(kind(io::ErrorKind::PermissionDenied));
         }
@@ -626,6 +651,7 @@ impl S3Home {
         path: &VirtualPath,
         continuation: Option<String>,
     ) -> Result<(Vec<Entry>, Option<String>)> {
+        check(path)?;
         let prefix = self.dir_prefix(path);
         let page = self
             .bucket()
@@ -799,8 +825,10 @@ impl S3Upload {
         self.upload_id = Some(pending.upload_id);
         self.parts = parts;
         self.sent = offset;
-        // Earlier bytes went through another upload: no digest of the whole.
-        self.digest = None;
+        if offset > 0 {
+            // Earlier bytes went through another upload: no digest of the whole.
+            self.digest = None;
+        }
         Ok(())
     }
 
@@ -841,6 +869,13 @@ impl S3Upload {
                 self.buf.extend_from_slice(&chunk);
             }
         }
+        Ok(())
+    }
+
+    /// Starts the multipart upload (before any part is full).
+    async fn begin(&mut self) -> Result<()> {
+        let id = self.bucket.create_multipart(&self.key, &[]).await?;
+        self.upload_id = Some(id);
         Ok(())
     }
 
@@ -906,23 +941,15 @@ impl S3Upload {
             });
         }
         let size = self.sent + self.buf.len() as u64;
+        // Under one part with nothing sent yet: one PutObject (with the digest) serves, and a
+        // multipart upload begun for the overwrite is dropped after it.
+        let single = self.parts.is_empty() && (self.buf.len() as u64) < self.part_size;
         match self.upload_id.clone() {
-            None => {
-                let meta: Vec<(String, String)> = self
-                    .digest
-                    .take()
-                    .map(|d| {
-                        let hex: String = d.finalize().iter().map(|b| format!("{b:02x}")).collect();
-                        vec![(SHA256_META.to_owned(), hex)]
-                    })
-                    .unwrap_or_default();
-                let body = Bytes::from(std::mem::take(&mut self.buf));
-                if self.if_absent {
-                    self.bucket.put_if_absent(&self.key, body, &meta).await?;
-                } else {
-                    self.bucket.put(&self.key, body, &meta).await?;
-                }
+            Some(id) if single => {
+                self.put_whole().await?;
+                let _ = self.bucket.abort_multipart(&self.key, &id).await;
             }
+            None => self.put_whole().await?,
             Some(id) => {
                 if !self.buf.is_empty() || self.parts.is_empty() {
                     let len = self.buf.len();
@@ -943,6 +970,25 @@ impl S3Upload {
             size,
             replaced: self.replaced,
         })
+    }
+
+    /// The whole object in one PutObject, with its SHA-256 when every byte passed through.
+    async fn put_whole(&mut self) -> Result<()> {
+        let meta: Vec<(String, String)> = self
+            .digest
+            .take()
+            .map(|d| {
+                let hex: String = d.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                vec![(SHA256_META.to_owned(), hex)]
+            })
+            .unwrap_or_default();
+        let body = Bytes::from(std::mem::take(&mut self.buf));
+        if self.if_absent {
+            self.bucket.put_if_absent(&self.key, body, &meta).await?;
+        } else {
+            self.bucket.put(&self.key, body, &meta).await?;
+        }
+        Ok(())
     }
 }
 
