@@ -162,6 +162,23 @@ def test_the_s3_server_going_away_mid_session(start_server, tmp_path):
         assert ftp.sendcmd("NOOP")[:3] == "200"
         restarted = seaweed("start", own)
         assert restarted.returncode == 0, restarted.stderr
+        # The S3 gateway answers before its volume server is back: wait until it serves the
+        # object (from outside ferryd), so what follows tests ferryd, not SeaweedFS's start.
+        import boto3
+        from botocore.config import Config
+        direct = boto3.client("s3", endpoint_url=env["S3_ENDPOINT"], region_name="us-east-1",
+                              aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                              config=Config(s3={"addressing_style": "path"}))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                direct.get_object(Bucket=env["S3_BUCKET"],
+                                  Key=f"{srv.s3_prefix}/homes/alice/f.bin")["Body"].read()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "SeaweedFS did not serve again"
+                time.sleep(0.5)
         out = io.BytesIO()
         ftp.retrbinary("RETR f.bin", out.write)
         assert out.getvalue() == b"before"
@@ -194,3 +211,66 @@ def test_bad_endpoint_or_credentials_stop_the_server_with_a_message(tmp_path, wr
     else:
         assert "not-the-secret" not in err, "the secret must never be printed"
         assert "denied" in err.lower() or "403" in err or "signature" in err.lower(), err
+
+
+def kill_mid_upload(srv, name: str, data: bytes, cut_at: int) -> None:
+    """Sends `cut_at` bytes of `data` as STOR `name`, waits until whole parts of them are
+    stored, then kills ferryd (kill -9) and starts it again."""
+    ftp = srv.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd(f"STOR {name}")
+    conn.sendall(data[:cut_at])
+    srv.wait_for_upload(name, cut_at)
+    srv.proc.send_signal(signal.SIGKILL)  # this PID only
+    srv.proc.wait(10)
+    conn.close()
+    ftp.close()
+    srv.start()
+
+
+def test_an_interrupted_new_upload_is_sized_deleted_and_keeps_its_name_from_stou(start_server):
+    """A new file's upload that never completed is no object, yet SIZE offers what it kept,
+    STOU does not take its name, and DELE drops it (its bytes leave the quota)."""
+    srv = start_server()
+    data = os.urandom(NEW_SIZE)
+    kill_mid_upload(srv, "new.bin", data, CUT_AT)
+    ftp = srv.connect("alice")
+    assert ftp.sendcmd("SIZE new.bin") == f"213 {2 * PART}"
+    assert ftp.nlst() == []
+    ftp.voidcmd("TYPE I")
+    conn, _ = ftp.ntransfercmd("STOU new.bin")
+    conn.sendall(b"unique")
+    conn.close()
+    assert ftp.voidresp()[:3] == "226"
+    assert ftp.nlst() == ["new.bin.1"]
+    assert ftp.sendcmd("DELE new.bin")[:3] == "250"
+    with pytest.raises(ftplib.error_perm):
+        ftp.sendcmd("SIZE new.bin")
+    used = ftp.sendcmd("SITE QUOTA")
+    assert "(6 bytes) used" in used, used
+    ftp.close()
+
+
+def test_an_interrupted_append_to_a_small_object_keeps_it(start_server):
+    """APPE to an object under one part rewrites it whole at completion; cut before, the
+    object is as it was and SIZE says so, so a resume (curl -C -) appends the rest."""
+    srv = start_server()
+    old = b"log line\n" * 100
+    (srv.home() / "log.txt").write_bytes(old)
+    more = os.urandom(3 * 1024 * 1024)
+    ftp = srv.connect("alice")
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("APPE log.txt")
+    conn.sendall(more[: 1024 * 1024])
+    time.sleep(0.5)
+    conn.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_LINGER,
+                    __import__("struct").pack("ii", 1, 0))
+    conn.close()
+    with pytest.raises(ftplib.Error):
+        ftp.voidresp()
+    ftp.close()
+    ftp = srv.connect("alice")
+    assert ftp.sendcmd("SIZE log.txt") == f"213 {len(old)}"
+    ftp.storbinary("APPE log.txt", io.BytesIO(more))
+    ftp.close()
+    assert (srv.home() / "log.txt").read_bytes() == old + more

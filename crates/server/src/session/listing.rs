@@ -577,7 +577,8 @@ impl Listing {
                     let (entries, after) = home.list_page(dir, Some(token)).await?;
                     walk.show_page(entries, &mut text);
                     *next = after;
-                    let more = next.is_some();
+                    // No page past the most a listing shows.
+                    let more = next.is_some() && walk.shown < MAX_LIST_ENTRIES;
                     (walk, text, more)
                 }
             };
@@ -653,7 +654,7 @@ async fn open_pages(
     let mut walk = walk;
     let mut text = String::with_capacity(TEXT_ROOM);
     walk.show_page(entries, &mut text);
-    let more = next.is_some();
+    let more = next.is_some() && walk.shown < MAX_LIST_ENTRIES;
     Ok(Listing {
         source: Source::Pages { home, dir, next },
         walk: more.then_some(walk),

@@ -765,6 +765,9 @@ impl Session {
                 Ok(done) => {
                     usage.settle(reserved, done.size.saturating_sub(start_size));
                     usage.release_bytes(done.replaced);
+                    if new_file && !done.target_exists {
+                        usage.release_file();
+                    }
                 }
                 // Size unknown: what was reserved stays counted (never under the real use;
                 // a rescan corrects it).

@@ -184,6 +184,9 @@ pub struct Completed {
     pub size: u64,
     /// Bytes of the old version a completed overwrite replaced (to give back).
     pub replaced: u64,
+    /// The target exists after it (a new file's upload that stored nothing under its name,
+    /// as an interrupted one on S3, gives its place in the file limit back).
+    pub target_exists: bool,
 }
 
 /// An open file to read, at any offset.

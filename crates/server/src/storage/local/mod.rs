@@ -442,7 +442,12 @@ impl LocalHome {
             }
             _ => {}
         }
-        Ok(Completed { size, replaced })
+        // A new file is created when its upload opens, whatever happens next.
+        Ok(Completed {
+            size,
+            replaced,
+            target_exists: true,
+        })
     }
 
     /// Size of the file an upload wrote, as it is now on disk.
@@ -816,7 +821,8 @@ mod tests {
             done,
             Completed {
                 size: 9,
-                replaced: 11
+                replaced: 11,
+                target_exists: true
             }
         );
         assert_eq!(

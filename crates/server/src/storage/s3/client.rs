@@ -491,6 +491,18 @@ impl Bucket {
         start: u64,
         end_exclusive: Option<u64>,
     ) -> Result<ObjectReader, S3Error> {
+        self.get_range_of(key, start, end_exclusive, None).await
+    }
+
+    /// [`Bucket::get_range`] of the version with ETag `etag` only ([`S3Error::PreconditionFailed`]
+    /// once the object has changed): the bytes a HEAD before it described.
+    pub async fn get_range_of(
+        &self,
+        key: &str,
+        start: u64,
+        end_exclusive: Option<u64>,
+        etag: Option<&str>,
+    ) -> Result<ObjectReader, S3Error> {
         let full = self.full(key)?;
         if let Some(end) = end_exclusive {
             if end < start {
@@ -504,7 +516,7 @@ impl Bucket {
                 return Ok(ObjectReader::empty(self, full, meta.size, start, meta.etag));
             }
         }
-        match self.get_once(&full, key, start, end_exclusive, None).await {
+        match self.get_once(&full, key, start, end_exclusive, etag).await {
             Ok(r) => Ok(r),
             Err(S3Error::Invalid(m)) if m.contains("HTTP 416") => {
                 // 416: S3 has no bytes to give for `start..`; fine if that is exactly the end.

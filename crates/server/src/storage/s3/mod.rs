@@ -37,7 +37,7 @@ use sha2::Digest as _;
 
 pub use client::{Bucket, CompletedPart, ObjectMeta, ObjectReader, S3Config, S3Error, S3Timeouts};
 
-use super::claims::{is_uploading, Claims};
+use super::claims::Claims;
 use super::{
     Completed, Freed, Reader, Replacement, Result, StorageError, UploadMode, UploadPlan, Writer,
 };
@@ -107,12 +107,25 @@ impl S3Storage {
         let cutoff = SystemTime::now() - self.settings.abandoned_upload_age;
         let mut aborted = 0;
         for pending in self.bucket.list_multipart_uploads("homes/").await? {
-            if pending.initiated.is_some_and(|t| t < cutoff) {
-                self.bucket
-                    .abort_multipart(&pending.key, &pending.upload_id)
-                    .await?;
-                aborted += 1;
+            if pending.initiated.is_none_or(|t| t >= cutoff) {
+                continue;
             }
+            // Begun long ago but still growing (a huge upload, or one resumed day after
+            // day): its newest part says when it was last worked on.
+            let parts = self
+                .bucket
+                .list_parts(&pending.key, &pending.upload_id)
+                .await?;
+            if parts
+                .iter()
+                .any(|p| p.last_modified.is_none_or(|t| t >= cutoff))
+            {
+                continue;
+            }
+            self.bucket
+                .abort_multipart(&pending.key, &pending.upload_id)
+                .await?;
+            aborted += 1;
         }
         Ok(aborted)
     }
@@ -165,6 +178,19 @@ struct HomeShared {
 struct Pending {
     upload_id: String,
     parts: Vec<(CompletedPart, u64)>,
+}
+
+/// Whole parts only: a part under S3's minimum (the last one sent by a completion that then
+/// failed) could never be followed by another.
+fn continuable(listed: &[client::PartInfo]) -> Vec<(CompletedPart, u64)> {
+    let mut parts = Vec::new();
+    for (i, p) in listed.iter().enumerate() {
+        if usize::try_from(p.part_number).ok() != Some(i + 1) || p.size < MIN_PART {
+            break;
+        }
+        parts.push((CompletedPart::from(p), p.size));
+    }
+    parts
 }
 
 impl Pending {
@@ -263,26 +289,26 @@ impl S3Home {
         Ok((!page.objects.is_empty() || !page.common_prefixes.is_empty()).then_some(None))
     }
 
-    /// The unfinished upload of `key` (the newest, if several), with its parts.
-    async fn pending(&self, key: &str) -> Result<Option<Pending>> {
+    /// The unfinished upload of `key` (the newest, if several), with its parts. One begun
+    /// before the object's last change (`object_time`) is stale: its abort failed, or the
+    /// process died between an upload's completion and the abort.
+    async fn pending(&self, key: &str, object_time: Option<SystemTime>) -> Result<Option<Pending>> {
         let mut uploads = self.bucket().list_multipart_uploads(key).await?;
         uploads.retain(|u| u.key == key);
         let Some(newest) = uploads.into_iter().max_by_key(|u| u.initiated) else {
             return Ok(None);
         };
+        if let (Some(begun), Some(changed)) = (newest.initiated, object_time) {
+            if begun < changed {
+                let _ = self.bucket().abort_multipart(key, &newest.upload_id).await;
+                return Ok(None);
+            }
+        }
         let mut listed = self.bucket().list_parts(key, &newest.upload_id).await?;
         listed.sort_by_key(|p| p.part_number);
-        // Parts 1, 2, ... without a gap: what a resume can continue.
-        let mut parts = Vec::new();
-        for (i, p) in listed.iter().enumerate() {
-            if usize::try_from(p.part_number).ok() != Some(i + 1) {
-                break;
-            }
-            parts.push((CompletedPart::from(p), p.size));
-        }
         Ok(Some(Pending {
             upload_id: newest.upload_id,
-            parts,
+            parts: continuable(&listed),
         }))
     }
 
@@ -322,7 +348,11 @@ impl S3Home {
             return Ok((self.stat(path).await?, None));
         }
         let key = self.key(path);
-        let unfinished = self.pending(&key).await?.map(|p| p.size());
+        let object = self.bucket().head(&key).await?;
+        let unfinished = self
+            .pending(&key, object.as_ref().map(|m| m.last_modified))
+            .await?
+            .map(|p| p.size());
         match (self.stat(path).await, unfinished) {
             (Ok(entry), unfinished) => Ok((entry, unfinished)),
             (Err(e), Some(size)) if e.is_not_found() => {
@@ -384,9 +414,12 @@ impl S3Home {
         if object.is_none() && self.dir_state(target).await?.is_some() {
             return Err(kind(io::ErrorKind::IsADirectory));
         }
-        let pending = self.pending(&key).await?;
+        let pending = self
+            .pending(&key, object.as_ref().map(|m| m.last_modified))
+            .await?;
         let old_size = object.as_ref().map(|m| m.size);
         let mut upload = S3Upload::new(self, key.clone());
+        upload.overwrites = object.is_some();
         let (start, released) = match (mode, pending) {
             // Continue the unfinished upload where its parts end.
             (UploadMode::Appe { offered }, Some(p))
@@ -404,8 +437,13 @@ impl S3Home {
                 if rest > size {
                     return Err(StorageError::RestPastEnd);
                 }
+                if rest < size {
+                    // The parts after `rest` cannot be removed from the upload (S3 has no
+                    // such call) and would count again after another interruption.
+                    return Err(StorageError::RestInsidePart { resumable: size });
+                }
                 upload.resume(p, rest)?;
-                (rest, size - rest)
+                (rest, 0)
             }
             // A new upload from 0 replaces the unfinished one.
             (UploadMode::Stor { .. }, Some(p)) => {
@@ -429,13 +467,14 @@ impl S3Home {
             },
             (UploadMode::Stor { .. }, None) => (0, 0),
         };
-        if object.is_some() && upload.upload_id.is_none() {
+        if object.is_some() && upload.upload_id.is_none() && !upload.carries_old {
             // An overwrite is a pending upload from its first byte on: SIZE answers what it
             // has stored (0 so far), never the old object's size, which a resume (curl -C -,
             // lftp reput) would take as the new version's first bytes.
             upload.begin().await?;
         }
-        let new_file = object.is_none() && start == 0;
+        // The object is created when the upload completes, also when it resumes one.
+        let new_file = object.is_none();
         upload.replaced = match old_size {
             // The object's bytes before `start` live on in the new version.
             Some(size) if upload.carries_old => size - start.min(size),
@@ -462,7 +501,12 @@ impl S3Home {
         for n in 0..super::UNIQUE_TRIES {
             let candidate = super::unique_name(base, n)?;
             match self.stat(&candidate).await {
-                Err(e) if e.is_not_found() => {}
+                // An interrupted upload of the name holds it too (it can be resumed).
+                Err(e) if e.is_not_found() => {
+                    if self.pending(&self.key(&candidate), None).await?.is_some() {
+                        continue;
+                    }
+                }
                 Err(e) => return Err(e),
                 Ok(_) => continue,
             }
@@ -532,16 +576,19 @@ impl S3Home {
         if path.is_root() {
             return Err(kind(io::ErrorKind::IsADirectory));
         }
-        {
-            let uploading = self.shared.claims.lock();
-            if is_uploading(&uploading, path) {
-                return Err(StorageError::UploadInProgress);
-            }
-        }
+        // Held until the object is gone: no upload of the name starts meanwhile.
+        let _claim = self.shared.claims.claim_tree(path)?;
         let key = self.key(path);
         let Some(meta) = self.bucket().head(&key).await? else {
             if self.dir_state(path).await?.is_some() {
                 return Err(kind(io::ErrorKind::IsADirectory));
+            }
+            // An upload interrupted before it created the object: DELE drops what it kept.
+            if self.pending(&key, None).await?.is_some() {
+                return Ok(Freed {
+                    bytes: self.drop_pending(&key).await,
+                    file: false,
+                });
             }
             return Err(kind(io::ErrorKind::NotFound));
         };
@@ -563,18 +610,18 @@ impl S3Home {
         if from.is_root() || to.is_root() {
             return Err(kind(io::ErrorKind::PermissionDenied));
         }
-        {
-            let uploading = self.shared.claims.lock();
-            if is_uploading(&uploading, from) || is_uploading(&uploading, to) {
-                return Err(StorageError::UploadInProgress);
-            }
+        if from == to {
+            return self.stat(from).await.map(|_| Freed::default());
         }
+        // Held until the copy and delete are done: no upload of either name, or into a
+        // directory being moved, starts meanwhile.
+        let _claims = (
+            self.shared.claims.claim_tree(from)?,
+            self.shared.claims.claim_tree(to)?,
+        );
         self.parent_must_exist(to).await?;
         let (from_key, to_key) = (self.key(from), self.key(to));
         if let Some(meta) = self.bucket().head(&from_key).await? {
-            if from_key == to_key {
-                return Ok(Freed::default());
-            }
             if self.dir_state(to).await?.is_some() {
                 return Err(kind(io::ErrorKind::IsADirectory));
             }
@@ -597,7 +644,19 @@ impl S3Home {
             return Err(kind(io::ErrorKind::NotFound));
         }
         self.rename_dir(from, to).await?;
-        Ok(Freed::default())
+        // Unfinished uploads below the old name would offer their sizes at the new one's
+        // files (whose old bytes they are not): dropped, as a part file follows its file.
+        let mut freed = 0;
+        let src = self.dir_prefix(from);
+        if let Ok(uploads) = self.bucket().list_multipart_uploads(&src).await {
+            for u in uploads {
+                freed += self.drop_pending(&u.key).await;
+            }
+        }
+        Ok(Freed {
+            bytes: freed,
+            file: false,
+        })
     }
 
     /// Copies every object below `from` to the same place below `to`, then deletes the
@@ -628,7 +687,9 @@ impl S3Home {
         // The new directory's marker first: it keeps existing when it is emptied later.
         self.bucket().put(&dst, Bytes::new(), &[]).await?;
         for (key, size) in &objects {
-            let rest = &key[src.len()..];
+            let Some(rest) = key.strip_prefix(&src) else {
+                continue;
+            };
             let to = format!("{dst}{rest}");
             if key.ends_with('/') {
                 // A directory marker is made anew (some servers keep them as directories,
@@ -659,13 +720,16 @@ impl S3Home {
             .await?;
         let mut entries = Vec::with_capacity(page.common_prefixes.len() + page.objects.len());
         for dir in &page.common_prefixes {
-            let name = dir[prefix.len()..].trim_end_matches('/');
+            let name = dir
+                .strip_prefix(&prefix)
+                .unwrap_or("")
+                .trim_end_matches('/');
             if !name.is_empty() {
                 entries.push(dir_entry(name, None));
             }
         }
         for object in &page.objects {
-            let name = &object.key[prefix.len()..];
+            let name = object.key.strip_prefix(&prefix).unwrap_or("");
             if !name.is_empty() {
                 entries.push(object_entry(name, object.size, object.last_modified));
             }
@@ -723,9 +787,16 @@ pub struct S3Reader {
 impl S3Reader {
     /// The stream of bytes from `offset` on.
     pub async fn stream(&self, offset: u64) -> io::Result<ObjectStream> {
+        // The version the HEAD before the 150 described, or an error (451): never the start
+        // of a newer version cut to the old size.
         let reader = self
             .bucket
-            .get_range(&self.key, offset, Some(self.meta.size))
+            .get_range_of(
+                &self.key,
+                offset,
+                Some(self.meta.size),
+                Some(&self.meta.etag),
+            )
             .await
             .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(ObjectStream {
@@ -789,6 +860,8 @@ pub struct S3Upload {
     replaced: u64,
     /// STOU: complete only if no object has the name yet.
     if_absent: bool,
+    /// An object had the name when the upload opened.
+    overwrites: bool,
 }
 
 impl S3Upload {
@@ -805,6 +878,7 @@ impl S3Upload {
             carries_old: false,
             replaced: 0,
             if_absent: false,
+            overwrites: false,
         }
     }
 
@@ -935,9 +1009,11 @@ impl S3Upload {
     /// hold stays as the unfinished upload for a resume.
     async fn complete(mut self: Box<Self>, ok: bool) -> Result<Completed> {
         if !ok {
+            // What whole parts hold stays pending; the object, if any, is as it was.
             return Ok(Completed {
                 size: self.sent,
                 replaced: 0,
+                target_exists: self.overwrites,
             });
         }
         let size = self.sent + self.buf.len() as u64;
@@ -969,6 +1045,7 @@ impl S3Upload {
         Ok(Completed {
             size,
             replaced: self.replaced,
+            target_exists: true,
         })
     }
 
