@@ -979,8 +979,14 @@ impl S3Upload {
                 id
             }
         };
-        let rest = self.buf.split_off(len);
-        let body = Bytes::from(std::mem::replace(&mut self.buf, rest));
+        // The buffer itself becomes the body (no copy); a part's buffer is allocated once, at
+        // its size (see `write`).
+        let body = if len == self.buf.len() {
+            Bytes::from(std::mem::take(&mut self.buf))
+        } else {
+            let rest = self.buf.split_off(len);
+            Bytes::from(std::mem::replace(&mut self.buf, rest))
+        };
         let number = self.next_part_number().map_err(storage_to_io)?;
         let part = self
             .bucket
@@ -997,10 +1003,20 @@ impl S3Upload {
         if let Some(d) = &mut self.digest {
             d.update(data);
         }
-        self.buf.extend_from_slice(data);
+        // Filled up to one part and never past it: a buffer that grew by doubling would hold
+        // up to twice the part size.
         let part = usize::try_from(self.part_size).unwrap_or(usize::MAX);
-        while self.buf.len() >= part {
-            self.send_part(part).await?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buf.capacity() < part {
+                self.buf.reserve_exact(part - self.buf.len());
+            }
+            let take = rest.len().min(part.saturating_sub(self.buf.len()));
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() >= part {
+                self.send_part(part).await?;
+            }
         }
         Ok(())
     }
