@@ -301,21 +301,12 @@ pub enum Home {
     S3(s3::S3Home),
 }
 
-/// Runs blocking work of a local home on the blocking pool.
-async fn blocking<T, F>(home: &local::LocalHome, f: F) -> Result<T>
-where
-    F: FnOnce(&local::LocalHome) -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    home.run(f).await
-}
-
 impl Home {
     /// Facts about a path, following symlinks that stay inside the home.
     pub async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.stat(&p)).await,
+            Home::Local(h) => h.run(move |h| h.stat(&p)).await,
             Home::S3(h) => h.stat(&p).await,
         }
     }
@@ -325,7 +316,10 @@ impl Home {
     pub async fn stat_with_unfinished(&self, path: &VirtualPath) -> Result<(Entry, Option<u64>)> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| Ok((h.stat(&p)?, h.unfinished_size(&p)?))).await,
+            Home::Local(h) => {
+                h.run(move |h| Ok((h.stat(&p)?, h.unfinished_size(&p)?)))
+                    .await
+            }
             Home::S3(h) => h.stat_with_unfinished(&p).await,
         }
     }
@@ -336,7 +330,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => {
-                blocking(h, move |h| {
+                h.run(move |h| {
                     if h.stat(&p)?.kind != ferry_proto::listing::EntryKind::Dir {
                         return Ok(false);
                     }
@@ -357,7 +351,7 @@ impl Home {
         let p = path.clone();
         match self {
             Home::Local(h) => {
-                let (file, size) = blocking(h, move |h| h.open_read(&p)).await?;
+                let (file, size) = h.run(move |h| h.open_read(&p)).await?;
                 Ok((Reader::Local(file), size))
             }
             Home::S3(h) => h.open_read(&p).await,
@@ -382,7 +376,7 @@ impl Home {
     pub async fn open_upload(&self, target: &VirtualPath, mode: UploadMode) -> Result<UploadPlan> {
         let p = target.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.open_upload(&p, mode)).await,
+            Home::Local(h) => h.run(move |h| h.open_upload(&p, mode)).await,
             Home::S3(h) => h.open_upload(&p, mode).await,
         }
     }
@@ -391,7 +385,7 @@ impl Home {
     pub async fn create_unique(&self, base: &VirtualPath) -> Result<UploadPlan> {
         let base = base.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.create_unique(&base)).await,
+            Home::Local(h) => h.run(move |h| h.create_unique(&base)).await,
             Home::S3(h) => h.create_unique(&base).await,
         }
     }
@@ -413,10 +407,8 @@ impl Home {
             Home::Local(h) => {
                 // Closed before its size is read and it is flushed through a new descriptor.
                 drop(writer);
-                blocking(h, move |h| {
-                    h.complete_upload(&written, replaces.as_ref(), new_file, ok, sync)
-                })
-                .await
+                h.run(move |h| h.complete_upload(&written, replaces.as_ref(), new_file, ok, sync))
+                    .await
             }
             // An object is durable once stored: `sync` asks nothing more of it.
             Home::S3(h) => h.complete_upload(writer, ok).await,
@@ -426,7 +418,7 @@ impl Home {
     pub async fn mkdir(&self, path: &VirtualPath) -> Result<()> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.mkdir(&p)).await,
+            Home::Local(h) => h.run(move |h| h.mkdir(&p)).await,
             Home::S3(h) => h.mkdir(&p).await,
         }
     }
@@ -434,7 +426,7 @@ impl Home {
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<()> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.rmdir(&p)).await,
+            Home::Local(h) => h.run(move |h| h.rmdir(&p)).await,
             Home::S3(h) => h.rmdir(&p).await,
         }
     }
@@ -443,7 +435,7 @@ impl Home {
     pub async fn remove_file(&self, path: &VirtualPath) -> Result<Freed> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.remove_file(&p)).await,
+            Home::Local(h) => h.run(move |h| h.remove_file(&p)).await,
             Home::S3(h) => h.remove_file(&p).await,
         }
     }
@@ -452,7 +444,7 @@ impl Home {
     pub async fn exists(&self, path: &VirtualPath) -> Result<()> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.exists(&p)).await,
+            Home::Local(h) => h.run(move |h| h.exists(&p)).await,
             Home::S3(h) => h.exists(&p).await,
         }
     }
@@ -461,7 +453,7 @@ impl Home {
     pub async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<Freed> {
         let (from, to) = (from.clone(), to.clone());
         match self {
-            Home::Local(h) => blocking(h, move |h| h.rename(&from, &to)).await,
+            Home::Local(h) => h.run(move |h| h.rename(&from, &to)).await,
             Home::S3(h) => h.rename(&from, &to).await,
         }
     }
@@ -470,7 +462,7 @@ impl Home {
     pub async fn set_modified(&self, path: &VirtualPath, time: FileTime) -> Result<()> {
         let p = path.clone();
         match self {
-            Home::Local(h) => blocking(h, move |h| h.set_modified(&p, time)).await,
+            Home::Local(h) => h.run(move |h| h.set_modified(&p, time)).await,
             Home::S3(_) => Err(StorageError::Unsupported(
                 "Modification times are not kept on this server's storage",
             )),

@@ -353,7 +353,12 @@ impl S3Home {
             .pending(&key, object.as_ref().map(|m| m.last_modified))
             .await?
             .map(|p| p.size());
-        match (self.stat(path).await, unfinished) {
+        // The HEAD above answers for a file; only without an object is a directory looked for.
+        let found = match &object {
+            Some(meta) => Ok(file_entry(Self::name_of(path), meta)),
+            None => self.stat(path).await,
+        };
+        match (found, unfinished) {
             (Ok(entry), unfinished) => Ok((entry, unfinished)),
             (Err(e), Some(size)) if e.is_not_found() => {
                 Ok((object_entry(Self::name_of(path), size, None), Some(size)))
